@@ -1,0 +1,25 @@
+# `make repro`: install into .venv and run the DVC pipeline; `make test`: install and run the tests.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export DVC_NO_ANALYTICS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup repro test bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
+	touch $@
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/extract_speed.py

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: segment accuracy, F1, AUC, confusion matrices."""

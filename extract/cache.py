@@ -1,0 +1,117 @@
+"""The HDF5 feature cache: one file per extractor, rows in the dataset file's video order.
+
+Layout of ``features/<modality>/<name>.h5``:
+
+- ``features``      float32 [N, 10, d] (audio) or [N, 10, h, w, c] (visual)
+- ``video_ids``     [N] strings, identical to the dataset file's
+- ``media/*``       [N] per-video decoding facts (source length, padded seconds, held frames)
+- ``reduction/*``   fitted state of the reduction (e.g. PCA components, mean), if any
+- attributes        ``provenance`` (JSON: everything that produced the file) plus flat copies of
+                    the main fields, ``video_order_sha256`` and ``complete``.
+
+A file is written under a temporary name and renamed into place only once every row is
+written, so a half-written cache never sits at the output path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from extract.dataset import Dataset, order_hash
+
+FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction",
+              "code_sha256")
+
+
+class CacheError(RuntimeError):
+    """A cache is missing, incomplete, or does not belong to the dataset it is read with."""
+
+
+class CacheWriter:
+    """Write rows one video at a time; publish atomically on a clean exit."""
+
+    def __init__(self, path: str | Path, video_ids: list[str], row_shape: tuple[int, ...],
+                 provenance: dict):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.n = len(video_ids)
+        self.done = np.zeros(self.n, bool)
+        self.f = h5py.File(self.tmp, "w", track_order=True)
+        self.f.create_dataset("features", shape=(self.n, *row_shape), dtype=np.float32,
+                              chunks=(1, *row_shape))
+        self.f.create_dataset("video_ids", data=np.array(video_ids, dtype=object),
+                              dtype=h5py.string_dtype())
+        self.media: dict[str, np.ndarray] = {}
+        self.f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+        for k in FLAT_ATTRS:
+            if k in provenance:
+                self.f.attrs[k] = json.dumps(provenance[k]) if isinstance(
+                    provenance[k], (dict, list)) else str(provenance[k])
+        self.f.attrs["video_order_sha256"] = order_hash(video_ids)
+        self.f.attrs["complete"] = False
+
+    def write(self, i: int, row: np.ndarray, media: dict[str, float] | None = None) -> None:
+        self.f["features"][i] = row
+        for k, v in (media or {}).items():
+            self.media.setdefault(k, np.zeros(self.n, np.float32))[i] = v
+        self.done[i] = True
+
+    def save_state(self, group: str, arrays: dict[str, np.ndarray]) -> None:
+        g = self.f.require_group(group)
+        for k, v in arrays.items():
+            g.create_dataset(k, data=v)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                if not self.done.all():
+                    raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
+                for k, v in self.media.items():
+                    self.f.create_dataset(f"media/{k}", data=v)
+                self.f.attrs["complete"] = True
+        finally:
+            self.f.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+def read_provenance(path: str | Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["provenance"])
+
+
+def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
+    """Open a cache for reading after checking it is complete and in the dataset's video order."""
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"{path}: cache missing; add the extractor to params.yaml and run `dvc repro`")
+    f = h5py.File(path, "r")
+    try:
+        if not f.attrs.get("complete", False):
+            raise CacheError(f"{path}: cache is incomplete (an interrupted write); re-run `dvc repro`")
+        ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
+        if ids != dataset.video_ids:
+            raise CacheError(
+                f"{path}: video order differs from the dataset file ({len(ids)} vs "
+                f"{len(dataset.video_ids)} videos, order sha256 {order_hash(ids)[:12]} vs "
+                f"{dataset.order_sha256[:12]}); it was built for another dataset: re-run `dvc repro`")
+    except Exception:
+        f.close()
+        raise
+    return f
+
+
+def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
+    with open_cache(path, dataset) as f:
+        return f["features"][()]

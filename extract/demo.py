@@ -1,0 +1,222 @@
+"""A synthetic dataset in AVE's own format, generated deterministically from a seed.
+
+Each class is a visual pattern (a coloured shape moving over a cluttered background) and a sound
+(a synthetic timbre over background noise). As in AVE, a second carries the event label only
+where its class is both seen and heard; other seconds are background, including *distractor*
+seconds where only one modality shows a class (the shape without its sound, or the sound
+off-screen). A unimodal model cannot tell those from events; an audio-visual one can.
+
+    python -m extract.demo                # the DVC stage: reads params.yaml `demo`
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from extract import params as P
+from extract.dataset import SEGMENTS, SPLIT_FILES
+
+# name, shape, RGB colour, sound
+CLASSES = [
+    ("Red disc beeping", "disc", (230, 40, 40), "beep"),
+    ("Green square chirping", "square", (40, 210, 60), "chirp"),
+    ("Blue triangle warbling", "triangle", (50, 80, 240), "warble"),
+    ("Yellow cross hissing", "cross", (240, 220, 30), "hiss"),
+    ("Magenta ring buzzing", "ring", (220, 40, 220), "buzz"),
+    ("Cyan stripes wailing", "stripes", (30, 220, 230), "siren"),
+    ("Orange diamond knocking", "diamond", (250, 140, 20), "knock"),
+    ("White checker chiming", "checker", (245, 245, 245), "chord"),
+]
+
+
+@dataclass
+class Clip:
+    video_id: str
+    cls: int
+    start: int
+    end: int
+    visual: np.ndarray  # [10] class shown in each second, -1 for none
+    audio: np.ndarray  # [10] class heard in each second, -1 for none
+
+
+def plan_clip(rng: np.random.Generator, video_id: str, cls: int, n_classes: int,
+              distractor_prob: float) -> Clip:
+    """Event interval plus distractor runs where only one modality shows a class."""
+    length = int(rng.integers(2, SEGMENTS + 1))
+    start = int(rng.integers(0, SEGMENTS - length + 1))
+    visual = np.full(SEGMENTS, -1)
+    audio = np.full(SEGMENTS, -1)
+    visual[start:start + length] = audio[start:start + length] = cls
+    free = [t for t in range(SEGMENTS) if not start <= t < start + length]
+    for track in rng.permutation(2):
+        if not free or rng.random() >= distractor_prob:
+            continue
+        run = int(rng.integers(1, min(3, len(free)) + 1))
+        first = int(rng.integers(0, len(free) - run + 1))
+        secs = free[first:first + run]
+        other = int(rng.integers(0, n_classes))
+        (visual if track == 0 else audio)[secs] = cls if rng.random() < 0.5 else other
+        free = [t for t in free if t not in secs]  # runs never overlap: no accidental event
+    return Clip(video_id, cls, start, start + length, visual, audio)
+
+
+def _shape_mask(shape: str, xx, yy, cx, cy, r):
+    dx, dy = xx - cx, yy - cy
+    d = np.hypot(dx, dy)
+    box = (np.abs(dx) < r) & (np.abs(dy) < r)
+    return {
+        "disc": d < r,
+        "square": box,
+        "triangle": (dy < r) & (np.abs(dx) < (dy + r) / 2),
+        "cross": ((np.abs(dx) < r / 3) & (np.abs(dy) < r)) | ((np.abs(dy) < r / 3) & (np.abs(dx) < r)),
+        "ring": (d < r) & (d > r / 2),
+        "stripes": box & (np.sin(dy * np.pi / (r / 3)) > 0),
+        "diamond": np.abs(dx) + np.abs(dy) < r,
+        "checker": box & ((np.floor(dx / (r / 2)) + np.floor(dy / (r / 2))) % 2 == 0),
+    }[shape]
+
+
+def render_video(clip: Clip, rng: np.random.Generator, width: int, height: int, fps: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(30, 120, 3)
+    tilt = rng.uniform(-40, 40, 3)
+    background = base + tilt * (xx / width)[..., None] + (tilt[::-1] * (yy / height)[..., None]) / 2
+    blob_c, blob_v = rng.uniform([0, 0], [width, height]), rng.uniform(-6, 6, 2)
+    r = rng.uniform(0.22, 0.3) * min(width, height)
+    pos, vel = rng.uniform([r, r], [width - r, height - r]), rng.uniform(-25, 25, 2)
+    frames = np.empty((SEGMENTS * fps, height, width, 3), np.uint8)
+    for k in range(len(frames)):
+        t = k / fps
+        img = background.copy()
+        bc = blob_c + blob_v * t
+        img += 40 * np.exp(-((xx - bc[0]) ** 2 + (yy - bc[1]) ** 2) / (2 * (0.3 * width) ** 2))[..., None]
+        img += rng.normal(0, 3, img.shape[:2])[..., None]
+        c = clip.visual[int(t)]
+        if c >= 0:
+            span = np.array([width, height]) - 2 * r
+            q = (pos - r + vel * t) % (2 * span)
+            p = r + np.minimum(q, 2 * span - q)  # bounces off the frame's edges
+            _, shape, colour, _ = CLASSES[c]
+            img[_shape_mask(shape, xx, yy, p[0], p[1], r)] = colour
+        frames[k] = np.clip(img, 0, 255)
+    return frames
+
+
+def _sound(kind: str, t: np.ndarray, rng: np.random.Generator, pitch: float) -> np.ndarray:
+    f = pitch
+    if kind == "beep":
+        return np.sin(2 * np.pi * 440 * f * t) + 0.5 * np.sin(2 * np.pi * 880 * f * t)
+    if kind == "chirp":
+        ph = (t % 0.25) / 0.25
+        return np.sin(2 * np.pi * (300 * f * ph * 0.25 + 0.5 * 1200 * f * ph ** 2 * 0.25))
+    if kind == "warble":
+        return np.sin(2 * np.pi * 1000 * f * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 6 * t))
+    if kind == "hiss":
+        n = rng.normal(0, 1, len(t))
+        spec = np.fft.rfft(n)
+        freqs = np.fft.rfftfreq(len(t), t[1] - t[0])
+        spec[(freqs < 3000 * f) | (freqs > 6000 * f)] = 0
+        return np.fft.irfft(spec, len(t)) * 4 * ((t * 5) % 1 < 0.6)
+    if kind == "buzz":
+        return sum(np.sin(2 * np.pi * 110 * f * h * t) / h for h in range(1, 12))
+    if kind == "siren":
+        return np.sin(2 * np.pi * (700 * f * t - 250 / (2 * np.pi * 1.5) * np.cos(2 * np.pi * 1.5 * t)))
+    if kind == "knock":
+        ph = (t * 4) % 1
+        return np.sin(2 * np.pi * 180 * f * t) * np.exp(-ph * 25) * 2
+    if kind == "chord":
+        return sum(np.sin(2 * np.pi * fr * f * t) for fr in (523.3, 659.3, 784.0)) / 1.5
+    raise ValueError(kind)
+
+
+def render_audio(clip: Clip, rng: np.random.Generator, sr: int) -> np.ndarray:
+    n = SEGMENTS * sr
+    t = np.arange(n) / sr
+    noise = np.cumsum(rng.normal(0, 1, n)) * 0.002
+    noise = noise - np.convolve(noise, np.ones(400) / 400, "same") + rng.normal(0, 0.01, n)
+    x = noise * rng.uniform(0.5, 1.5)
+    pitch = rng.uniform(0.96, 1.04)
+    ramp = np.minimum(1, np.minimum(np.arange(sr), np.arange(sr)[::-1]) / (0.01 * sr))
+    sounds = {}
+    for sec, c in enumerate(clip.audio):
+        if c < 0:
+            continue
+        if c not in sounds:
+            sounds[c] = _sound(CLASSES[c][3], t, rng, pitch) * rng.uniform(0.15, 0.3)
+        x[sec * sr:(sec + 1) * sr] += sounds[c][sec * sr:(sec + 1) * sr] * ramp
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def encode(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: int) -> None:
+    """H.264 + AAC in MP4, single-threaded so the bytes are reproducible."""
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        vs.codec_context.thread_count = 1
+        vs.options = {"crf": "20", "preset": "fast", "threads": "1"}
+        aus = out.add_stream("aac", rate=sr, layout="mono")
+        aus.codec_context.thread_count = 1
+        for k, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, fps)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        step = 1024
+        for k in range(0, len(audio), step):
+            frame = av.AudioFrame.from_ndarray(audio[None, k:k + step], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
+            out.mux(aus.encode(frame))
+        out.mux(aus.encode(None))
+
+
+def generate(out_dir: str | Path, videos: int = 240, classes: int = 6, seed: int = 0,
+             width: int = 160, height: int = 120, fps: int = 12, sample_rate: int = 22050,
+             distractor_prob: float = 0.6, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+             progress: bool = True) -> list[Clip]:
+    """Write Annotations.txt, the three split files and AVE/<id>.mp4 under ``out_dir``."""
+    if not 2 <= classes <= len(CLASSES):
+        raise ValueError(f"demo.classes must be in 2..{len(CLASSES)}, got {classes}")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "AVE").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    cls_of = np.sort(np.arange(videos) % classes)  # grouped by class, like AVE's Annotations.txt
+    clips = [plan_clip(rng, f"demo{k:05d}", int(c), classes, distractor_prob)
+             for k, c in enumerate(cls_of)]
+    video_seeds = rng.integers(0, 2**63, len(clips))
+    from tqdm import tqdm
+    for clip, s in tqdm(list(zip(clips, video_seeds)), desc="demo videos", unit="video",
+                        disable=not progress):
+        r = np.random.default_rng(int(s))
+        encode(out_dir / "AVE" / f"{clip.video_id}.mp4", render_video(clip, r, width, height, fps),
+               fps, render_audio(clip, r, sample_rate), sample_rate)
+
+    def line(c: Clip) -> str:
+        return f"{CLASSES[c.cls][0]}&{c.video_id}&good&{c.start}&{c.end}\n"
+
+    (out_dir / "Annotations.txt").write_text("".join(line(c) for c in clips))
+    perm = rng.permutation(len(clips))
+    n_train, n_val = int(round(split[0] * len(clips))), int(round(split[1] * len(clips)))
+    parts = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val],
+             "test": perm[n_train + n_val:]}
+    for s, fname in SPLIT_FILES.items():
+        (out_dir / fname).write_text("".join(line(clips[i]) for i in sorted(parts[s])))
+    return clips
+
+
+def main() -> None:
+    cfg = dict(P.load()["demo"])
+    out = cfg.pop("out")
+    cfg["split"] = tuple(cfg["split"])
+    clips = generate(out, **cfg)
+    print(f"demo: {len(clips)} videos in {out}")
+
+
+if __name__ == "__main__":
+    main()

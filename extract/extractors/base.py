@@ -1,0 +1,79 @@
+"""The extractor interface: decode what the model needs, return frame-level features with times.
+
+An extractor is a pure function of (video, config): per-second pooling, reductions and caching
+happen outside it, so any extractor can be sharded over videos without changing results.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from extract import media
+
+
+class WeightsNotFound(RuntimeError):
+    """Pretrained weights cannot be obtained; the message says how to provide them."""
+
+
+def sha256_files(*paths: str | Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class Extractor:
+    """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``."""
+    name = ""
+    modality = ""
+
+    def describe(self) -> dict:
+        """Everything that determines the features, for the cache's provenance."""
+        raise NotImplementedError
+
+    def decode(self, path: str | Path):
+        raise NotImplementedError
+
+    def __call__(self, decoded) -> tuple[np.ndarray, np.ndarray]:
+        """Frame-level features [n, ..., c] and their times [n] in seconds."""
+        raise NotImplementedError
+
+
+class AudioExtractor(Extractor):
+    modality = "audio"
+    sample_rate = 16000
+
+    def decode(self, path):
+        a = media.load_audio(path, self.sample_rate)
+        return a, {"source_seconds": a.source_seconds, "padded_seconds": a.padded_seconds}
+
+    def __call__(self, audio: media.Audio):
+        return self.embed(audio.samples)
+
+    def embed(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class VisualExtractor(Extractor):
+    modality = "visual"
+    image_size = (224, 224)  # (width, height)
+
+    def __init__(self, frames_per_second: int = 16):
+        if not (isinstance(frames_per_second, int) and frames_per_second > 0):
+            raise ValueError(f"frames_per_second must be a positive integer, got {frames_per_second!r}")
+        self.frames_per_second = frames_per_second
+
+    def decode(self, path):
+        fr = media.load_frames(path, self.frames_per_second, self.image_size)
+        return fr, {"source_seconds": fr.source_seconds, "held_frames": fr.held}
+
+    def __call__(self, frames: media.Frames):
+        return self.embed(frames.images), frames.times
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """[n, h, w, 3] uint8 RGB -> [n, h', w', c] float32."""
+        raise NotImplementedError

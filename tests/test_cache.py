@@ -1,0 +1,58 @@
+import h5py
+import numpy as np
+import pytest
+
+from extract.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
+from extract.dataset import Dataset
+
+
+def _ds(ids):
+    return Dataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
+
+
+def _write(path, ids, rows, prov=None):
+    with CacheWriter(path, ids, rows.shape[1:], prov or {"extractor": "x", "layer": "l"}) as w:
+        for i, r in enumerate(rows):
+            w.write(i, r, {"source_seconds": 10.0 - i})
+        w.save_state("reduction", {"mean": np.ones(3)})
+
+
+def test_round_trip_with_provenance_and_state(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(3, 10, 7, 7, 3)).astype(np.float32)
+    _write(tmp_path / "c.h5", ["v1", "v2", "v3"], rows, {"extractor": "x", "layer": "l", "reduction": {"method": "pca"}})
+    assert np.array_equal(read_features(tmp_path / "c.h5", _ds(["v1", "v2", "v3"])), rows)
+    assert read_provenance(tmp_path / "c.h5")["reduction"] == {"method": "pca"}
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f.attrs["extractor"] == "x" and f.attrs["complete"]
+        assert f["media/source_seconds"][()].tolist() == [10, 9, 8]
+        assert f["reduction/mean"][()].tolist() == [1, 1, 1]
+
+
+def test_reader_refuses_other_video_order(tmp_path):
+    _write(tmp_path / "c.h5", ["v1", "v2"], np.zeros((2, 10, 4), np.float32))
+    with pytest.raises(CacheError, match="video order differs from the dataset file"):
+        read_features(tmp_path / "c.h5", _ds(["v2", "v1"]))
+    with pytest.raises(CacheError, match="cache missing"):
+        read_features(tmp_path / "none.h5", _ds(["v1", "v2"]))
+
+
+def test_failed_write_leaves_nothing_at_the_output_path(tmp_path):
+    path = tmp_path / "c.h5"
+    with pytest.raises(RuntimeError, match="boom"):
+        with CacheWriter(path, ["v1", "v2"], (10, 4), {}) as w:
+            w.write(0, np.ones((10, 4)))
+            raise RuntimeError("boom")
+    assert not path.exists() and not list(tmp_path.iterdir())
+    with pytest.raises(CacheError, match="1 rows never written"):
+        with CacheWriter(path, ["v1", "v2"], (10, 4), {}) as w:
+            w.write(0, np.ones((10, 4)))
+    assert not path.exists()
+
+
+def test_reader_refuses_incomplete_file(tmp_path):
+    path = tmp_path / "c.h5"
+    _write(path, ["v1"], np.zeros((1, 10, 4), np.float32))
+    with h5py.File(path, "a") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(CacheError, match="incomplete"):
+        open_cache(path, _ds(["v1"]))

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from conftest import AVE
+from extract.dataset import (DatasetError, SPLITS, load_ave, parse_annotations, read_dataset,
+                             write_dataset)
+
+AVE_CLASSES = ["Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
+               "Race car, auto racing", "Female speech, woman speaking", "Helicopter",
+               "Violin, fiddle", "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar",
+               "Motorcycle", "Acoustic guitar", "Train horn", "Clock", "Banjo", "Goat",
+               "Baby cry, infant cry", "Bus", "Chainsaw", "Cat", "Horse", "Toilet flush",
+               "Rodents, rats, mice", "Accordion", "Mandolin"]
+
+
+@pytest.fixture(scope="module")
+def ave():
+    return load_ave(AVE)
+
+
+def test_real_ave_counts_classes_splits(ave):
+    assert len(ave.video_ids) == 4143  # annotation entries: the rows of every cache
+    assert len(set(ave.video_ids)) == 4097  # 45 videos carry 2 or 3 class annotations
+    assert len(ave.shared_across_splits()) == 18  # ... 18 of them with entries in two splits
+    assert ave.class_names == AVE_CLASSES
+    assert ave.labels.shape == (4143, 10, 29)
+    assert [len(ave.indices(s)) for s in SPLITS] == [3339, 402, 402]
+    assert (ave.split >= 0).all()  # the three splits cover every video, each once
+
+
+def test_real_ave_labels_follow_start_le_t_lt_end(ave):
+    assert (ave.labels.sum(-1) == 1).all()
+    i = ave.video_ids.index("MH3m4AwEcRY")  # Church bell&MH3m4AwEcRY&good&6&8
+    assert ave.labels[i].argmax(-1).tolist() == [28] * 6 + [0, 0] + [28] * 2
+    j = ave.video_ids.index("VWi2ENBuTbw")  # start == end == 0: all background
+    assert ave.labels[j].argmax(-1).tolist() == [28] * 10
+    # every label agrees with its annotation line (row k is the k-th entry)
+    for k, a in enumerate(parse_annotations(AVE / "Annotations.txt")):
+        assert ave.video_ids[k] == a.video_id
+        row = ave.labels[k].argmax(-1)
+        expect = [AVE_CLASSES.index(a.category) if a.start <= t < a.end else 28 for t in range(10)]
+        assert row.tolist() == expect
+
+
+def test_dataset_file_round_trip(ave, tmp_path):
+    ave.videos = "/somewhere/AVE"
+    write_dataset(ave, tmp_path / "dataset.h5")
+    back = read_dataset(tmp_path / "dataset.h5")
+    assert back.video_ids == ave.video_ids and back.class_names == ave.class_names
+    assert np.array_equal(back.labels, ave.labels) and np.array_equal(back.split, ave.split)
+    assert back.videos == "/somewhere/AVE" and back.order_sha256 == ave.order_sha256
+
+
+def _write(root, ann, train="", val="", test=""):
+    root.mkdir(exist_ok=True)
+    (root / "Annotations.txt").write_text(ann)
+    for name, text in [("trainSet.txt", train), ("valSet.txt", val), ("testSet.txt", test)]:
+        (root / name).write_text(text)
+    return root
+
+
+def test_header_line_is_accepted(tmp_path):
+    ann = "Category&VideoID&Quality&StartTime&EndTime\nBark&a&good&0&3\nCat&b&bad&2&10\n"
+    ds = load_ave(_write(tmp_path / "d", ann, train="Bark&a&good&0&3\n", test="Cat&b&bad&2&10\n"))
+    assert ds.video_ids == ["a", "b"] and ds.class_names == ["Bark", "Cat"]
+    assert ds.labels[0].argmax(-1).tolist() == [0, 0, 0] + [2] * 7
+
+
+def test_one_video_with_two_classes_gives_two_rows(tmp_path):
+    ann = "Bark&a&good&0&3\nCat&a&good&5&10\n"
+    ds = load_ave(_write(tmp_path / "d", ann, train="Cat&a&good&5&10\n", test="Bark&a&good&0&3\n"))
+    assert ds.video_ids == ["a", "a"] and ds.split.tolist() == [2, 0]
+    assert ds.shared_across_splits() == ["a"]
+
+
+@pytest.mark.parametrize("ann, train, message", [
+    ("Bark&a&good&0\n", "", r"Annotations.txt:1: expected 5 fields"),
+    ("Bark&a&good&0&3\nBark&b&good&x&3\n", "", r"Annotations.txt:2: start/end must be whole seconds"),
+    ("Bark&a&good&5&3\n", "", r"Annotations.txt:1: need 0 <= start <= end <= 10"),
+    ("Bark&a&good&0&3\nBark&a&good&0&3\n", "", r"Annotations.txt:2: a \(Bark\) is annotated twice"),
+    ("Bark&a&good&0&3\n", "Cat&a&good&0&3\n", r"trainSet.txt:1: unknown class 'Cat'"),
+    ("Bark&a&good&0&3\n", "Bark&a&good&0&3\nBark&zz&good&0&3\n", r"trainSet.txt:2: video zz is not in"),
+    ("Bark&a&good&0&3\n", "Bark&a&good&0&4\n", r"trainSet.txt:1: a \(Bark,0,4\) disagrees"),
+])
+def test_bad_annotations_name_file_and_line(tmp_path, ann, train, message):
+    with pytest.raises(DatasetError, match=message):
+        load_ave(_write(tmp_path / "d", ann, train=train))
+
+
+def test_video_in_two_splits_is_refused(tmp_path):
+    root = _write(tmp_path / "d", "Bark&a&good&0&3\n", train="Bark&a&good&0&3\n", val="Bark&a&good&0&3\n")
+    with pytest.raises(DatasetError, match=r"valSet.txt:1: a \(Bark\) is already in the train split"):
+        load_ave(root)

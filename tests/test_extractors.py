@@ -1,0 +1,106 @@
+"""The two real extractors on real input, with their real pretrained weights."""
+import numpy as np
+import pytest
+
+from conftest import DOG
+from extract import extractors, media
+from extract.extractors import WeightsNotFound
+from extract.reduce import pool_seconds
+
+
+@pytest.fixture(scope="module")
+def musicnn():
+    return extractors.create("musicnn", {})
+
+
+@pytest.fixture(scope="module")
+def dog_audio():
+    return media.load_audio(DOG, 16000)
+
+
+def test_musicnn_restores_real_weights_and_gives_per_second_cnn_concat(musicnn, dog_audio):
+    assert musicnn.n_restored > 50  # every variable checked equal to the checkpoint
+    values, times = musicnn(dog_audio)
+    assert values.shape[1] == 192 and len(values) == len(times)
+    per_sec = pool_seconds(values, times)
+    assert per_sec.shape == (10, 192) and np.isfinite(per_sec).all()
+    # no copied rows (the package's batch loop repeats batch 1 for cnn1-3)
+    assert len({r.tobytes() for r in per_sec}) == 10
+    again = pool_seconds(*musicnn(dog_audio))
+    assert np.array_equal(per_sec, again)
+    d = musicnn.describe()
+    assert d["weights"] == "MTT_musicnn" and len(d["weights_sha256"]) == 64
+
+
+def test_musicnn_loud_input_stays_finite(musicnn):
+    """The package's float16 mel overflows to inf on loud input; ours must not."""
+    t = np.arange(160000) / 16000
+    loud = (np.sign(np.sin(2 * np.pi * 220 * t)) * 1.0).astype(np.float32)
+    import librosa
+    from extract.extractors.musicnn import log_mel
+    raw = librosa.feature.melspectrogram(y=loud, sr=16000, hop_length=256, n_fft=512, n_mels=96)
+    with np.errstate(over="ignore"):
+        assert np.isinf(raw.astype(np.float16) * np.float16(10000)).any()  # the package's path
+    assert np.isfinite(log_mel(loud)).all()
+    assert np.isfinite(pool_seconds(*musicnn.embed(loud))).all()
+
+
+def test_musicnn_pooled_and_vgg_layers(dog_audio):
+    pooled = extractors.create("musicnn", {"layers": ["penultimate", "cnn3"]})
+    v, t = pooled(dog_audio)
+    assert v.shape == (10, 264) and np.allclose(t, np.arange(10) + 0.5)
+    vgg = extractors.create("musicnn", {"model": "MTT_vgg", "layers": ["pool4"]})
+    per_sec = pool_seconds(*vgg(dog_audio))
+    assert per_sec.shape == (10, 128) and np.isfinite(per_sec).all()
+    assert len({r.tobytes() for r in per_sec}) == 10
+
+
+def test_musicnn_bad_weights_path_says_how_to_fix(tmp_path):
+    with pytest.raises(WeightsNotFound, match=r"no MTT_musicnn checkpoint at .*MUSICNN_WEIGHTS"):
+        extractors.create("musicnn", {"weights": str(tmp_path)})
+    with pytest.raises(ValueError, match="layers \\['pool4'\\] not available"):
+        extractors.create("musicnn", {"layers": ["pool4"]})
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return extractors.create("efficientnet", {"frames_per_second": 1})
+
+
+def test_efficientnet_lite0_real_weights_see_a_dog(effnet):
+    """Pretrained, not random: ImageNet dog classes (151-268) win on the dog clip's frames."""
+    import torch
+    frames = media.load_frames(DOG, 1, effnet.image_size)
+    x = torch.from_numpy(frames.images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        top = effnet.net((x - 127.0) / 128.0).argmax(-1).numpy()
+    assert ((top >= 151) & (top <= 268)).mean() >= 0.6, top
+
+
+def test_efficientnet_features_shape_finite_deterministic(effnet):
+    frames, facts = effnet.decode(DOG)
+    values, times = effnet(frames)
+    assert values.shape == (10, 7, 7, 1280) and values.dtype == np.float32
+    assert np.isfinite(values).all() and np.allclose(times, np.arange(10) + 0.5)
+    assert np.array_equal(values, effnet(frames)[0])
+    assert facts["held_frames"] == 0
+    assert len(effnet.describe()["weights_sha256"]) == 64
+
+
+def test_efficientnet_missing_weights_stop_with_instructions(tmp_path):
+    with pytest.raises(WeightsNotFound, match="does not exist; set extractors.efficientnet.weights"):
+        extractors.create("efficientnet", {"weights": str(tmp_path / "x.pth")})
+    bad = tmp_path / "bad.pth"
+    import torch
+    torch.save({"_conv_stem.weight": torch.zeros(1)}, bad)
+    with pytest.raises(WeightsNotFound, match="does not load strictly"):
+        extractors.create("efficientnet", {"weights": str(bad)})
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="unknown extractor 'nope'"):
+        extractors.get("nope")
+    with pytest.raises(ValueError, match=r"extractors.efficientnet: unknown option\(s\) \['depth'\]"):
+        extractors.create("efficientnet", {"depth": 3})
+    with pytest.raises(ValueError, match="variant 'b9' unknown"):
+        extractors.create("efficientnet", {"variant": "b9"})

@@ -1,0 +1,1 @@
+"""Stage 2: lightweight audio-visual models trained on the cached features."""
