@@ -81,9 +81,13 @@ class Musicnn(AudioExtractor):
     def _build(self):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # musicnn uses tf.compat.v1.layers
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import warnings
+
         import tensorflow as tf
         from musicnn import models
 
+        warnings.filterwarnings("ignore", message=r"`tf\.layers\.\w+` is deprecated", category=UserWarning)
+        tf.get_logger().setLevel("ERROR")
         tf.config.experimental.enable_op_determinism()
         self.graph = tf.Graph()
         with self.graph.as_default():
