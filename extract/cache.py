@@ -27,6 +27,15 @@ FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "re
               "code_sha256")
 
 
+def untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A group without HDF5's creation timestamps, so identical content gives identical bytes."""
+    if name in parent:
+        return parent[name]
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
+
+
 class CacheError(RuntimeError):
     """A cache is missing, incomplete, or does not belong to the dataset it is read with."""
 
@@ -41,7 +50,7 @@ class CacheWriter:
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.n = len(video_ids)
         self.done = np.zeros(self.n, bool)
-        self.f = h5py.File(self.tmp, "w", track_order=True)
+        self.f = h5py.File(self.tmp, "w")
         self.f.create_dataset("features", shape=(self.n, *row_shape), dtype=np.float32,
                               chunks=(1, *row_shape))
         self.f.create_dataset("video_ids", data=np.array(video_ids, dtype=object),
@@ -62,7 +71,7 @@ class CacheWriter:
         self.done[i] = True
 
     def save_state(self, group: str, arrays: dict[str, np.ndarray]) -> None:
-        g = self.f.require_group(group)
+        g = untimed_group(self.f, group)
         for k, v in arrays.items():
             g.create_dataset(k, data=v)
 
@@ -74,8 +83,9 @@ class CacheWriter:
             if exc_type is None:
                 if not self.done.all():
                     raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
+                media = untimed_group(self.f, "media")
                 for k, v in self.media.items():
-                    self.f.create_dataset(f"media/{k}", data=v)
+                    media.create_dataset(k, data=v)
                 self.f.attrs["complete"] = True
         finally:
             self.f.close()

@@ -156,7 +156,7 @@ def write_dataset(ds: Dataset, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     str_t = h5py.string_dtype()
-    with h5py.File(tmp, "w", track_order=True) as f:
+    with h5py.File(tmp, "w") as f:
         f.create_dataset("video_ids", data=np.array(ds.video_ids, dtype=object), dtype=str_t)
         f.create_dataset("class_names", data=np.array(ds.class_names + [BACKGROUND], dtype=object),
                          dtype=str_t)

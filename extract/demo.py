@@ -137,9 +137,9 @@ def _sound(kind: str, t: np.ndarray, rng: np.random.Generator, pitch: float) -> 
 def render_audio(clip: Clip, rng: np.random.Generator, sr: int) -> np.ndarray:
     n = SEGMENTS * sr
     t = np.arange(n) / sr
-    noise = np.cumsum(rng.normal(0, 1, n)) * 0.002
-    noise = noise - np.convolve(noise, np.ones(400) / 400, "same") + rng.normal(0, 0.01, n)
-    x = noise * rng.uniform(0.5, 1.5)
+    spec = np.fft.rfft(rng.normal(0, 1, n)) / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / sr), 50))
+    pink = np.fft.irfft(spec, n)
+    x = pink / pink.std() * 0.015 * rng.uniform(0.6, 1.4)
     pitch = rng.uniform(0.96, 1.04)
     ramp = np.minimum(1, np.minimum(np.arange(sr), np.arange(sr)[::-1]) / (0.01 * sr))
     sounds = {}
@@ -153,14 +153,16 @@ def render_audio(clip: Clip, rng: np.random.Generator, sr: int) -> np.ndarray:
 
 
 def encode(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: int) -> None:
-    """H.264 + AAC in MP4, single-threaded so the bytes are reproducible."""
-    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as out:
-        vs = out.add_stream("libx264", rate=fps)
+    """MPEG-4 Part 2 video + AAC audio in MP4, byte-reproducible.
+
+    (libx264 from the PyAV wheel gave different bytes from run to run even single-threaded;
+    FFmpeg's native mpeg4 encoder does not.)
+    """
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("mpeg4", rate=fps, options={"qscale": "4"})
         vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.codec_context.thread_count = 1
-        vs.options = {"crf": "20", "preset": "fast", "threads": "1"}
+        vs.codec_context.thread_count, vs.codec_context.thread_type = 1, "NONE"
         aus = out.add_stream("aac", rate=sr, layout="mono")
-        aus.codec_context.thread_count = 1
         for k, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts, frame.time_base = k, Fraction(1, fps)

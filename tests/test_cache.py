@@ -56,3 +56,13 @@ def test_reader_refuses_incomplete_file(tmp_path):
         f.attrs["complete"] = False
     with pytest.raises(CacheError, match="incomplete"):
         open_cache(path, _ds(["v1"]))
+
+
+def test_same_content_gives_identical_bytes(tmp_path):
+    """No HDF5 timestamps: DVC sees an unchanged cache when the features are unchanged."""
+    import time
+    rows = np.arange(2 * 10 * 4, dtype=np.float32).reshape(2, 10, 4)
+    _write(tmp_path / "a.h5", ["v1", "v2"], rows)
+    time.sleep(1.1)
+    _write(tmp_path / "b.h5", ["v1", "v2"], rows)
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()

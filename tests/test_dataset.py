@@ -49,6 +49,8 @@ def test_dataset_file_round_trip(ave, tmp_path):
     assert back.video_ids == ave.video_ids and back.class_names == ave.class_names
     assert np.array_equal(back.labels, ave.labels) and np.array_equal(back.split, ave.split)
     assert back.videos == "/somewhere/AVE" and back.order_sha256 == ave.order_sha256
+    write_dataset(ave, tmp_path / "again.h5")  # byte-identical: no HDF5 timestamps
+    assert (tmp_path / "again.h5").read_bytes() == (tmp_path / "dataset.h5").read_bytes()
 
 
 def _write(root, ann, train="", val="", test=""):
