@@ -1,0 +1,52 @@
+import h5py
+import numpy as np
+import pytest
+
+from extract.cache import read_features, read_provenance
+from extract.dataset import Dataset
+from extract.import_release import ReleaseError, import_release
+
+
+def _dataset(n=8):
+    rng = np.random.default_rng(0)
+    labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, (n, 10))]
+    return Dataset([f"v{i}" for i in range(n)], ["a", "b"], labels, np.array([0, 0, 0, 0, 1, 1, 2, 2], np.int8))
+
+
+def _release(folder, ds, labels=None, train=None):
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    audio = rng.normal(size=(len(ds.video_ids), 10, 128)).astype(np.float32)
+    visual = rng.normal(size=(len(ds.video_ids), 10, 7, 7, 512)).astype(np.float32)
+    for name, x in (("audio_feature.h5", audio), ("visual_feature.h5", visual),
+                    ("labels.h5", ds.labels if labels is None else labels)):
+        with h5py.File(folder / name, "w") as f:
+            f.create_dataset("avadataset", data=x)
+    orders = {"train": [3, 0, 2, 1] if train is None else train, "val": [5, 4], "test": [7, 6]}
+    for s, order in orders.items():
+        with h5py.File(folder / f"{s}_order.h5", "w") as f:
+            f.create_dataset("order", data=np.array(order, np.int64))
+    return audio, visual
+
+
+def test_import_writes_caches_equal_to_the_release(tmp_path):
+    ds = _dataset()
+    audio, visual = _release(tmp_path / "rel", ds)
+    paths = import_release(tmp_path / "rel", ds, tmp_path / "features")
+    assert [p.name for p in paths] == ["vggish_release.h5", "vgg19_release.h5"]
+    assert np.array_equal(read_features(paths[0], ds), audio)
+    assert np.array_equal(read_features(paths[1], ds), visual)
+    assert read_provenance(paths[1])["layer"].startswith("VGG-19 pool5")
+
+
+def test_import_refuses_disagreeing_labels_or_splits(tmp_path):
+    ds = _dataset()
+    wrong = ds.labels.copy()
+    wrong[2] = np.roll(wrong[2], 1, axis=-1)
+    _release(tmp_path / "a", ds, labels=wrong)
+    with pytest.raises(ReleaseError, match="1 rows disagree with the dataset file .*row 2, video v2"):
+        import_release(tmp_path / "a", ds, tmp_path / "features")
+    _release(tmp_path / "b", ds, train=[0, 1, 2, 4])
+    with pytest.raises(ReleaseError, match="train_order.h5: its 4 rows are not the 4 train rows"):
+        import_release(tmp_path / "b", ds, tmp_path / "features")
+    assert not (tmp_path / "features").exists()
