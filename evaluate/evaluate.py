@@ -5,7 +5,8 @@
 Writes ``results/metrics.json`` (mean and std over seeds; what `dvc metrics show/diff` read),
 ``results/per_class.json`` (precision / recall / F1 per class, as the thesis's tables),
 ``results/confusion.csv`` (test segments of the seed with the best val accuracy, for
-`dvc plots show`) and ``results/per_class.md`` (the same table for people).
+`dvc plots show`), ``results/per_class.md`` (the same table for people) and PNG figures
+``results/confusion.png`` and ``results/curves.png``.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
+from evaluate.plots import confusion_png, curves_png
 from extract import params as P
-from train.train import MODELS_DIR, load_checkpoint, load_data, predict
+from train.train import LIVE_DIR, MODELS_DIR, load_checkpoint, load_data, predict
 
 RESULTS = Path("results")
 
@@ -95,11 +97,15 @@ def main() -> None:
             f.write(f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n")
     _, seed, probs, labels = best
     c = len(names)
+    actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)
     with open(RESULTS / "confusion.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
-        for a, p in zip(labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)):
-            w.writerow([names[a], names[p]])
+        w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
+    what = f"{training['model']} on {training['audio']} + {training['visual']}"
+    confusion_png(actual, predicted, names, RESULTS / "confusion.png", f"{what}: test, seed {seed}")
+    if LIVE_DIR.is_dir():
+        curves_png(LIVE_DIR, RESULTS / "curves.png", what)
     t = metrics["test"]
     print(f"{training['model']} on {training['audio']} + {training['visual']}: test acc "
           f"{t['acc']:.4f} ± {t['acc_std']:.4f} over {len(per_seed)} seeds "

@@ -101,3 +101,5 @@ def test_train_and_evaluate_stages(project):
     assert rows[0] == "actual,predicted" and len(rows) == 1 + 10 * 10
     per = json.loads((project / "results/per_class.json").read_text())
     assert set(per["per_class_test_mean_over_seeds"]) == {"a", "b", "background"}
+    for png in ("confusion.png", "curves.png"):
+        assert (project / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
