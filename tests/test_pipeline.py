@@ -73,25 +73,30 @@ def test_a_missing_video_is_named(demo_ds, tmp_path):
 @pytest.mark.skipif(shutil.which("dvc", path=os.path.dirname(sys.executable)) is None,
                     reason="dvc not installed in this environment")
 def test_dvc_repro_then_up_to_date(tmp_path):
-    """The real pipeline on a 6-video demo: repro builds every cache, a second repro does nothing."""
+    """The real pipeline on a 10-video demo: repro builds every cache, trains, evaluates; then nothing is stale."""
     work = tmp_path / "repo"
     shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(
         ".venv", ".git", "features", "data", ".dvc/cache", ".dvc/tmp", "dvc.lock", "__pycache__"))
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["demo"].update(videos=6, classes=2)
+    params["demo"].update(videos=10, classes=2)
+    params["train"].update(epochs=2, batch_size=2, seeds=[0, 1], hidden_size=16)
     params["extractors"]["efficientnet"].update(frames_per_second=1, reduction={"method": "pca", "dim": 8})
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
            "DVC_NO_ANALYTICS": "1"}
 
     def sh(*cmd):
-        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=True).stdout
+        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return r.stdout
 
     sh("git", "init", "-q")
     sh("git", "add", "-A")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")  # dvclive needs a commit
     sh("dvc", "repro")
     assert (work / "features/audio/musicnn.h5").is_file()
     assert (work / "features/visual/efficientnet.h5").is_file()
+    assert "test.acc" in sh("dvc", "metrics", "show")
     assert "up to date" in sh("dvc", "status")
     assert "didn't change" in sh("dvc", "repro").lower() or "up to date" in sh("dvc", "status")
     # changing one extractor's params re-runs only that extractor
@@ -99,3 +104,9 @@ def test_dvc_repro_then_up_to_date(tmp_path):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = sh("dvc", "status")
     assert "extract_visual@efficientnet" in status and "extract_audio@musicnn" not in status
+    # switching the model touches training and evaluation only
+    params["extractors"]["efficientnet"]["reduction"]["dim"] = 8
+    params["model"] = "dmrn"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = sh("dvc", "status")
+    assert "train" in status and "extract_" not in status
