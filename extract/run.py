@@ -34,7 +34,8 @@ CODE = ["extract/run.py", "extract/media.py", "extract/cache.py", "extract/reduc
 def code_sha256(name: str) -> str:
     """Hash of the source files that determine this extractor's cache (the stage's code deps)."""
     h = hashlib.sha256()
-    for rel in CODE + [f"extract/extractors/{name}.py"]:
+    shared = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "extract/extractors/shared").glob("*.py"))
+    for rel in CODE + shared + [f"extract/extractors/{name}.py"]:
         p = ROOT / rel
         if p.is_file():
             h.update(rel.encode() + b"\0" + p.read_bytes())

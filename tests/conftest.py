@@ -17,3 +17,30 @@ def tiny_demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     clips = demo.generate(root, videos=12, classes=3, seed=3, progress=False)
     return root, clips
+
+
+@pytest.fixture(scope="session")
+def demo20(tmp_path_factory):
+    """20 demo videos (14 train): enough training vectors for a PCA to 128 on 10 x d caches."""
+    from extract import demo
+    from extract.dataset import load_ave
+    root = tmp_path_factory.mktemp("demo20")
+    demo.generate(root, videos=20, classes=2, seed=4, progress=False)
+    ds = load_ave(root)
+    ds.videos = str(root / "AVE")
+    return ds
+
+
+def step_signal(sr: int, change_at: int = 5, seconds: int = 10):
+    """Silence, then a loud two-tone signal from second ``change_at`` on."""
+    import numpy as np
+    t = np.arange(seconds * sr) / sr
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 1500 * t)
+    return (x * (t >= change_at)).astype(np.float32)
+
+
+def change_row(rows):
+    """Index of the largest jump between consecutive per-second rows."""
+    import numpy as np
+    flat = rows.reshape(len(rows), -1)
+    return int(np.argmax(np.linalg.norm(np.diff(flat, axis=0), axis=1))) + 1

@@ -1,7 +1,8 @@
 """The extractor registry: a name in params.yaml -> the class that builds it.
 
 Adding an extractor is one module in this folder, named like its registry key (dvc.yaml tracks
-``extract/extractors/<name>.py`` as the stage's code), plus one line below.
+``extract/extractors/<name>.py`` as the stage's code), plus one line below. Code used by several
+extractors lives in ``shared/``, which every extraction stage depends on.
 """
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ import inspect
 from extract.extractors.base import Extractor, WeightsNotFound  # noqa: F401
 
 REGISTRY = {
+    # audio
+    "vggish": "extract.extractors.vggish:VGGish",
+    "yamnet": "extract.extractors.yamnet:YAMNet",
+    "openl3": "extract.extractors.openl3:OpenL3",
+    "wav2vec": "extract.extractors.wav2vec:Wav2Vec",
+    "vq_wav2vec": "extract.extractors.vq_wav2vec:VQWav2Vec",
+    "wav2vec2": "extract.extractors.wav2vec2:Wav2Vec2",
     "musicnn": "extract.extractors.musicnn:Musicnn",
+    # visual
+    "vgg19": "extract.extractors.vgg19:VGG19",
     "efficientnet": "extract.extractors.efficientnet:EfficientNet",
+    "convnext": "extract.extractors.convnext:ConvNeXt",
+    "maskformer": "extract.extractors.maskformer:MaskFormer",
 }
 
 

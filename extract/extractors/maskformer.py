@@ -1,0 +1,74 @@
+"""MaskFormer (Swin-L, ADE20k) through transformers: per-frame query logits, reduced as the thesis did.
+
+- ``output: class``: ``class_queries_logits`` [100 queries, 151]; consecutive groups of 10
+  queries are averaged, giving 10 rows of 151 (cached as 10 x 1 x 151 regions per second).
+- ``output: mask``: ``masks_queries_logits`` [100, H/4, W/4] averaged over queries, then groups
+  of 10 rows averaged: 16 x 160 at 640 px (cached as 16 x 1 x 160).
+``model`` is a Hugging Face id or a local ``save_pretrained`` folder with its image processor.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from extract.extractors.base import VisualExtractor, WeightsNotFound, sha256_files
+from extract.reduce import ChannelMean
+
+
+def group_mean(x: np.ndarray, axis: int, groups: int) -> np.ndarray:
+    """Average ``groups`` consecutive runs of ``axis`` (runs differ by at most one element)."""
+    return np.moveaxis(ChannelMean(groups)(np.moveaxis(x, axis, -1)), -1, axis)
+
+
+class MaskFormer(VisualExtractor):
+    name = "maskformer"
+
+    def __init__(self, model: str = "facebook/maskformer-swin-large-ade", output: str = "class",
+                 frames_per_second: int = 16, input_size: int = 640, groups: int | None = None,
+                 batch_size: int = 2):
+        super().__init__(frames_per_second)
+        if output not in ("class", "mask"):
+            raise ValueError(f"maskformer output must be 'class' or 'mask', got {output!r}")
+        self.model_id, self.output, self.batch_size = model, output, batch_size
+        self.groups = groups or (10 if output == "class" else 16)
+        self.image_size = (input_size, input_size)
+        import torch
+        from transformers import AutoImageProcessor, MaskFormerForInstanceSegmentation
+        try:
+            self.net = MaskFormerForInstanceSegmentation.from_pretrained(model).eval()
+            self.processor = AutoImageProcessor.from_pretrained(model)
+        except OSError as e:
+            raise WeightsNotFound(
+                f"maskformer: could not load {model!r} with transformers ({str(e)[:200]}). Offline, "
+                "download the model folder once (`hf download facebook/maskformer-swin-large-ade "
+                "--local-dir DIR`) and set extractors.maskformer.model to DIR.") from None
+        torch.use_deterministic_algorithms(True)
+
+    def describe(self):
+        import torch
+        import transformers
+        folder = Path(self.model_id)
+        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+        layer = ("class_queries_logits, mean over groups of queries" if self.output == "class"
+                 else "masks_queries_logits, mean over queries, then over groups of rows")
+        return {"extractor": self.name, "weights": self.model_id,
+                "weights_sha256": sha256_files(*files) if files else None,
+                "layer": f"{layer} ({self.groups} groups)", "input_size": list(self.image_size),
+                "frames_per_second": self.frames_per_second,
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+    def embed(self, images):
+        import torch
+        rows = []
+        for i in range(0, len(images), self.batch_size):
+            x = self.processor(images=list(images[i:i + self.batch_size]), do_resize=False,
+                               return_tensors="pt").pixel_values
+            with torch.inference_mode():
+                out = self.net(pixel_values=x)
+            if self.output == "class":
+                r = group_mean(out.class_queries_logits.numpy(), 1, self.groups)  # [b, groups, labels+1]
+            else:
+                r = group_mean(out.masks_queries_logits.numpy().mean(1), 1, self.groups)  # [b, groups, W/4]
+            rows.append(r[:, :, None, :])  # regions: groups x 1
+        return np.concatenate(rows).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Code shared by several extractors; every extraction stage depends on this folder."""

@@ -1,0 +1,82 @@
+"""Feature maps from ``keras.applications`` models (VGG-19, EfficientNet B7/V2L, ConvNeXt).
+
+``weights: null`` asks Keras for the ImageNet weights, which it first looks for in
+``~/.keras/models/<file>`` and downloads otherwise; offline, put the file there or set
+``weights`` to a weights file (Keras's ``.h5`` or ``.weights.h5``). ``weights`` never means
+random: a file that does not load stops the stage.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from extract.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
+
+
+def keras_cache(fname: str) -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / fname
+
+
+def build(name: str, app: str, weights_file: str, weights: str | None, size: int, layer: str | None):
+    """(feature model, weights path used, where they came from) for keras.applications.<app>."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    if weights is not None and not Path(weights).is_file():
+        raise WeightsNotFound(f"{name}: weights file {weights} does not exist; set "
+                              f"extractors.{name}.weights to a Keras weights file ({weights_file})")
+    cached = keras_cache(weights_file)
+    try:
+        base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
+                                                input_shape=(size, size, 3))
+    except Exception as e:  # offline download failures, or a file for another architecture
+        raise WeightsNotFound(
+            f"{name}: keras.applications.{app} could not load "
+            f"{weights or 'its ImageNet weights'} ({type(e).__name__}: {str(e)[:200]}). Offline, put "
+            f"{weights_file} at {cached} or set extractors.{name}.weights to a weights file.") from None
+    out = base.get_layer(layer).output if layer else base.output
+    model = keras.Model(base.input, out)
+    path = weights or str(cached)
+    source = describe_source(weights) if weights else f"keras.applications ImageNet ({weights_file})"
+    return model, path, source
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)]).astype(np.float32)
+
+
+class KerasVisualExtractor(VisualExtractor):
+    """Subclasses set ``app``, ``weights_file``, ``size``, ``layer`` and ``preprocess``."""
+    app = weights_file = ""
+    size = 224
+    layer: str | None = None
+
+    def __init__(self, frames_per_second: int = 16, weights: str | None = None,
+                 input_size: int | None = None, layer: str | None = None, batch_size: int = 8):
+        super().__init__(frames_per_second)
+        self.size = input_size or self.size
+        self.layer = layer or self.layer
+        self.batch_size = batch_size
+        self.image_size = (self.size, self.size)
+        self.model, self.weights, self.source = build(self.name, self.app, self.weights_file,
+                                                      weights, self.size, self.layer)
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        return x  # models with preprocessing built in take 0..255 RGB
+
+    def describe(self):
+        import keras
+        return {"extractor": self.name, "weights": f"keras.applications.{self.app} ImageNet",
+                "weights_source": self.source,
+                "weights_sha256": sha256_files(self.weights) if Path(self.weights).is_file() else None,
+                "layer": f"{self.layer or 'last'} {tuple(self.model.output.shape[1:])}",
+                "input_size": list(self.image_size), "frames_per_second": self.frames_per_second,
+                "versions": {"keras": keras.__version__}}
+
+    def embed(self, images):
+        return predict(self.model, self.preprocess(images.astype(np.float32)), self.batch_size)

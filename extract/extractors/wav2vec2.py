@@ -1,0 +1,67 @@
+"""wav2vec 2.0 through transformers (``Wav2Vec2Model``; base by default).
+
+Frames every 320 samples (20 ms) with a 400-sample receptive field at 16 kHz, from the conv
+encoder (``layer: conv``), the last transformer layer (``last``, default) or any hidden state
+(an integer). ``model`` is a Hugging Face model id or a local folder (``save_pretrained`` layout
+with its preprocessor config); offline, download it once and point ``model`` at the folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from extract.extractors.base import AudioExtractor, WeightsNotFound, sha256_files
+from extract.extractors.shared.waveform import check_variant, conv_geometry, frames_to_rows
+
+
+class Wav2Vec2(AudioExtractor):
+    name = "wav2vec2"
+    sample_rate = 16000
+
+    def __init__(self, model: str = "facebook/wav2vec2-base", layer: str | int = "last",
+                 variant: str = "standard"):
+        self.model_id, self.layer = model, layer
+        self.variant = check_variant(self.name, variant)
+        if not (layer in ("conv", "last") or isinstance(layer, int)):
+            raise ValueError(f"wav2vec2 layer must be 'conv', 'last' or a hidden-state index, got {layer!r}")
+        import torch
+        from transformers import AutoFeatureExtractor, Wav2Vec2Model
+        try:
+            self.net = Wav2Vec2Model.from_pretrained(model).eval()
+            self.features = AutoFeatureExtractor.from_pretrained(model)
+        except OSError as e:
+            raise WeightsNotFound(
+                f"wav2vec2: could not load {model!r} with transformers ({str(e)[:200]}). Offline, "
+                "download the model folder once (`hf download facebook/wav2vec2-base --local-dir DIR` "
+                "on a connected machine) and set extractors.wav2vec2.model to DIR.") from None
+        torch.use_deterministic_algorithms(True)
+        cfg = self.net.config
+        self.field, self.stride = conv_geometry(cfg.conv_kernel, cfg.conv_stride)
+
+    def describe(self):
+        import torch
+        import transformers
+        folder = Path(self.model_id)
+        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+        return {"extractor": self.name, "weights": self.model_id,
+                "weights_sha256": sha256_files(*files) if files else None,
+                "layer": str(self.layer), "variant": self.variant,
+                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+    def _frames(self, wave):
+        import torch
+        x = self.features(wave, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+        with torch.inference_mode():
+            out = self.net(x, output_hidden_states=isinstance(self.layer, int))
+        if self.layer == "conv":
+            h = out.extract_features
+        elif self.layer == "last":
+            h = out.last_hidden_state
+        else:
+            h = out.hidden_states[self.layer]
+        return h[0].numpy()
+
+    def embed(self, samples):
+        return frames_to_rows(self._frames, samples, self.sample_rate, self.variant, self.field, self.stride)
