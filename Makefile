@@ -6,19 +6,25 @@ export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test bench
+.PHONY: setup setup-extras repro test bench
 
 setup: $(VENV)/.installed
+setup-extras: $(VENV)/.extras
 
 $(VENV)/.installed: requirements.lock constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --no-deps -r requirements.lock
 	touch $@
 
+# openl3 (torchopenl3) and fairseq (wav2vec, vq-wav2vec): only those extractors need them
+$(VENV)/.extras: $(VENV)/.installed requirements-extras.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-extras.lock
+	touch $@
+
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+test: setup setup-extras
 	$(BIN)/python -m pytest -q
 
 bench: setup

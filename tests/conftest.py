@@ -44,3 +44,29 @@ def change_row(rows):
     import numpy as np
     flat = rows.reshape(len(rows), -1)
     return int(np.argmax(np.linalg.norm(np.diff(flat, axis=0), axis=1))) + 1
+
+
+def write_seconds_video(path, colours, fps=25, sr=16000):
+    """An MP4 whose frame colour is colours[s] and whose tone is 200 + 100 s Hz during second s."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+    seconds = len(colours)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mpeg4", rate=fps, options={"qscale": "2"})
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        aus = out.add_stream("aac", rate=sr, layout="mono")
+        for k in range(seconds * fps):
+            frame = av.VideoFrame.from_ndarray(
+                np.broadcast_to(np.asarray(colours[k // fps], np.uint8), (48, 64, 3)).copy(), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, fps)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        t = np.arange(seconds * sr) / sr
+        x = (0.5 * np.sin(2 * np.pi * (200 + 100 * np.floor(t)) * t)).astype(np.float32)
+        for k in range(0, len(x), 1024):
+            frame = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
+            out.mux(aus.encode(frame))
+        out.mux(aus.encode(None))

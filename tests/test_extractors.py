@@ -106,3 +106,19 @@ def test_registry_errors():
         extractors.create("efficientnet", {"depth": 3})
     with pytest.raises(ValueError, match="variant 'b9' unknown"):
         extractors.create("efficientnet", {"variant": "b9"})
+
+
+def test_every_registered_extractor_has_a_module_and_valid_params():
+    """dvc.yaml tracks extract/extractors/<name>.py; params.yaml must only hold accepted options."""
+    import inspect
+
+    import yaml
+    from conftest import REPO
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["extractors"]
+    assert set(params) == set(extractors.REGISTRY)
+    for name, options in params.items():
+        assert (REPO / "extract" / "extractors" / f"{name}.py").is_file(), name
+        cls = extractors.get(name)
+        assert cls.name == name
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        assert set(options) - {"reduction"} <= accepted, name

@@ -1,10 +1,7 @@
-from fractions import Fraction
-
-import av
 import numpy as np
 import pytest
 
-from conftest import BENTO, DOG
+from conftest import BENTO, DOG, write_seconds_video
 from extract.media import MediaError, frame_times, load_audio, load_frames
 
 
@@ -32,32 +29,10 @@ def test_real_1s_clip_is_padded_to_10s_and_recorded():
     assert all(np.array_equal(img, f.images[-1]) for img in f.images[after])
 
 
-def _coloured_seconds(path, fps=25, sr=16000, seconds=10):
-    """A video whose frame colour and tone frequency change exactly at each whole second."""
-    colours = np.random.default_rng(0).integers(0, 256, (seconds, 3))
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        aus = out.add_stream("aac", rate=sr, layout="mono")
-        for k in range(seconds * fps):
-            frame = av.VideoFrame.from_ndarray(
-                np.broadcast_to(colours[k // fps], (48, 64, 3)).astype(np.uint8).copy(), format="rgb24")
-            frame.pts, frame.time_base = k, Fraction(1, fps)
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode(None))
-        t = np.arange(seconds * sr) / sr
-        x = (0.5 * np.sin(2 * np.pi * (200 + 100 * np.floor(t)) * t)).astype(np.float32)
-        for k in range(0, len(x), 1024):
-            frame = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
-            out.mux(aus.encode(frame))
-        out.mux(aus.encode(None))
-    return colours
-
-
 def test_sampled_frames_and_audio_land_in_the_right_second(tmp_path):
     path = tmp_path / "seconds.mp4"
-    colours = _coloured_seconds(path)
+    colours = np.random.default_rng(0).integers(0, 256, (10, 3))
+    write_seconds_video(path, colours)
     f = load_frames(path, 16, (32, 24))
     for img, t in zip(f.images, f.times):
         assert np.abs(img.reshape(-1, 3).mean(0) - colours[int(t)]).max() < 12, t

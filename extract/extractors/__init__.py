@@ -23,6 +23,8 @@ REGISTRY = {
     # visual
     "vgg19": "extract.extractors.vgg19:VGG19",
     "efficientnet": "extract.extractors.efficientnet:EfficientNet",
+    "efficientnet_b7": "extract.extractors.efficientnet_b7:EfficientNetB7",
+    "efficientnet_v2l": "extract.extractors.efficientnet_v2l:EfficientNetV2L",
     "convnext": "extract.extractors.convnext:ConvNeXt",
     "maskformer": "extract.extractors.maskformer:MaskFormer",
 }

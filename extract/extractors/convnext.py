@@ -10,6 +10,15 @@ from extract.extractors.shared.keras_apps import KerasVisualExtractor
 SIZES = ("tiny", "small", "base", "large", "xlarge")
 
 
+def app_name(size: str) -> str:
+    return "ConvNeXtXLarge" if size == "xlarge" else f"ConvNeXt{size.capitalize()}"
+
+
+def stage3_layer(size: str) -> str:
+    """The last block of stage 3 (the thesis's "stage 3 block 2 identity")."""
+    return f"convnext_{size}_stage_3_block_2_identity"
+
+
 class ConvNeXt(KerasVisualExtractor):
     name = "convnext"
 
@@ -17,7 +26,6 @@ class ConvNeXt(KerasVisualExtractor):
                  input_size: int | None = None, layer: str | None = None, batch_size: int = 8):
         if size not in SIZES:
             raise ValueError(f"convnext size must be one of {SIZES}, got {size!r}")
-        self.app = f"ConvNeXt{size.capitalize() if size != 'xlarge' else 'XLarge'}"
+        self.app, self.layer = app_name(size), stage3_layer(size)
         self.weights_file = f"convnext_{size}_notop.h5"
-        self.layer = f"convnext_{size}_stage_3_block_2_identity"
         super().__init__(frames_per_second, weights, input_size, layer, batch_size)

@@ -8,6 +8,7 @@ random: a file that does not load stops the stage.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,13 @@ def build(name: str, app: str, weights_file: str, weights: str | None, size: int
                               f"extractors.{name}.weights to a Keras weights file ({weights_file})")
     cached = keras_cache(weights_file)
     try:
-        base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
-                                                input_shape=(size, size, 3))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
+                                                    input_shape=(size, size, 3))
+        partial = [w for w in caught if "freshly-initialized" in str(w.message)]
+        if partial:  # Keras loaded the file only in part: those layers would stay random
+            raise ValueError(f"{len(partial)} layer groups were not in the file: {partial[0].message}")
     except Exception as e:  # offline download failures, or a file for another architecture
         raise WeightsNotFound(
             f"{name}: keras.applications.{app} could not load "
@@ -46,7 +52,8 @@ def build(name: str, app: str, weights_file: str, weights: str | None, size: int
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+    from keras import ops
+    return np.concatenate([ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
                            for i in range(0, len(x), batch_size)]).astype(np.float32)
 
 
