@@ -37,7 +37,7 @@ def demo_ds(tiny_demo):
 def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path):
     w = keras_weights("VGG19")
     assert extractors.create("vgg19", {"weights": w}).model.output.shape[1:] == (7, 7, 512)  # at 224 px
-    ex = extractors.create("vgg19", {"weights": w, "input_size": 64, "frames_per_second": 4})
+    ex = extractors.create("vgg19", {"weights": w, "input_size": 64, "frames_per_second": 16})
     video = tmp_path / "step.mp4"
     write_seconds_video(video, [(200, 30, 30)] * 5 + [(30, 30, 200)] * 5)
     frames, _ = ex.decode(video)
