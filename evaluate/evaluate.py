@@ -74,13 +74,20 @@ def main() -> None:
             idx = data.split(split)
             probs, labels = predict(model, data, idx).numpy(), data.labels[idx].numpy()
             res[split] = segment_metrics(probs, labels)
+            if split == "test" and data.masked[idx.numpy()].any():  # failed videos stayed in test
+                valid = ~data.masked[idx.numpy()]
+                res[split]["acc_valid"] = segment_metrics(probs[valid], labels[valid])["acc"]
             if split == "test":
                 tables.append(per_class(probs, labels, names))
                 if best is None or s["val_acc"] > best[0]:
                     best = (s["val_acc"], s["seed"], probs, labels)
         per_seed[s["seed"]] = res
+    test_idx = data.dataset.indices("test")
     metrics = {"model": training["model"], "audio": training["audio"], "visual": training["visual"],
                "seeds": len(per_seed),
+               "test_videos": len(data.split("test")),
+               "failed_test_videos": {"masked": int(data.masked[test_idx].sum()),
+                                      "excluded": int(data.excluded[test_idx].sum())},
                **{split: mean_std([r[split] for r in per_seed.values()]) for split in ("test", "val")}}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

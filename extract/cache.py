@@ -6,6 +6,8 @@ Layout of ``features/<modality>/<name>.h5``:
 - ``video_ids``     [N] strings, identical to the dataset file's
 - ``media/*``       [N] per-video decoding facts (source length, padded seconds, held frames)
 - ``reduction/*``   fitted state of the reduction (e.g. PCA components, mean), if any
+- ``valid``         [N] bool: False where the video failed (its row is zeros); attribute
+                    ``failure_policy`` says how training treats those rows (``exclude`` / ``mask``)
 - attributes        ``provenance`` (JSON: everything that produced the file) plus flat copies of
                     the main fields, ``video_order_sha256`` and ``complete``.
 
@@ -70,7 +72,13 @@ class CacheWriter:
             self.media.setdefault(k, np.zeros(self.n, np.float32))[i] = v
         self.done[i] = True
 
+    def set_valid(self, valid: np.ndarray, policy: str) -> None:
+        self.f.create_dataset("valid", data=np.asarray(valid, bool))
+        self.f.attrs["failure_policy"] = policy
+
     def save_state(self, group: str, arrays: dict[str, np.ndarray]) -> None:
+        if not arrays:
+            return
         g = untimed_group(self.f, group)
         for k, v in arrays.items():
             g.create_dataset(k, data=v)
@@ -87,13 +95,23 @@ class CacheWriter:
                 for k, v in self.media.items():
                     media.create_dataset(k, data=v)
                 self.f.attrs["complete"] = True
-        finally:
             self.f.close()
+        except BaseException:
+            self._discard()
+            raise
         if exc_type is None:
             os.replace(self.tmp, self.path)
         else:
-            self.tmp.unlink(missing_ok=True)
+            self._discard()
         return False
+
+    def _discard(self) -> None:
+        """Drop the temporary file; closing may fail again (a full disk), which changes nothing."""
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
 
 
 def read_provenance(path: str | Path) -> dict:
@@ -125,3 +143,11 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
 def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
     with open_cache(path, dataset) as f:
         return f["features"][()]
+
+
+def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:
+    """Which rows hold real features, and the cache's failure policy (all valid for old caches)."""
+    with open_cache(path, dataset) as f:
+        if "valid" not in f:
+            return np.ones(len(dataset.video_ids), bool), "mask"
+        return f["valid"][()], str(f.attrs.get("failure_policy", "mask"))

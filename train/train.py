@@ -10,8 +10,10 @@ test split), checkpoints are selected on the validation split; test is never loo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,12 +23,13 @@ from torch import nn
 from tqdm import tqdm
 
 from extract import params as P
-from extract.cache import read_features, read_provenance
+from extract.cache import read_features, read_provenance, read_valid
 from extract.dataset import Dataset, read_dataset
 from train.models import build
 
 MODELS_DIR = Path("models")
 LIVE_DIR = Path("dvclive")
+WORK_DIR = Path(".train_work")  # per-epoch resume state; outside `models/`, which DVC clears
 
 
 @dataclass
@@ -43,16 +46,29 @@ class Recipe:
 
 @dataclass
 class Data:
-    """Everything a model needs, in memory: features as [N, T, D] and [N, T, R, C] tensors."""
+    """Everything a model needs, in memory: features as [N, T, D] and [N, T, R, C] tensors.
+
+    ``excluded`` rows (a failed video under the ``exclude`` policy) are in no split; ``masked``
+    rows (``mask`` policy) are left out of training and validation but stay in test, so the
+    official test set is evaluated whole.
+    """
     audio: torch.Tensor
     visual: torch.Tensor
     labels: torch.Tensor  # [N, T, classes] float one-hot
     dataset: Dataset
     audio_name: str = ""
     visual_name: str = ""
+    excluded: np.ndarray | None = None
+    masked: np.ndarray | None = None
 
-    def split(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(self.dataset.indices(name))
+    def split(self, name: str, valid_only: bool = False) -> torch.Tensor:
+        idx = self.dataset.indices(name)
+        drop = np.zeros(len(self.labels), bool)
+        if self.excluded is not None:
+            drop |= self.excluded
+        if self.masked is not None and (name != "test" or valid_only):
+            drop |= self.masked
+        return torch.from_numpy(idx[~drop[idx]])
 
 
 def load_data(audio: str, visual: str, dataset: Dataset | None = None) -> Data:
@@ -60,8 +76,13 @@ def load_data(audio: str, visual: str, dataset: Dataset | None = None) -> Data:
     a = read_features(P.cache_path("audio", audio), dataset)
     v = read_features(P.cache_path("visual", visual), dataset)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
+    excluded = np.zeros(len(a), bool)
+    masked = np.zeros(len(a), bool)
+    for modality, name in (("audio", audio), ("visual", visual)):
+        valid, policy = read_valid(P.cache_path(modality, name), dataset)
+        (excluded if policy == "exclude" else masked)[~valid] = True
     return Data(torch.from_numpy(a), torch.from_numpy(v), torch.from_numpy(dataset.labels).float(),
-                dataset, audio, visual)
+                dataset, audio, visual, excluded, masked & ~excluded)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -89,9 +110,31 @@ def predict(model: nn.Module, data: Data, idx: torch.Tensor, batch: int = 256) -
                       for i in range(0, len(idx), batch)])
 
 
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _load_resume(path: Path | None):
+    """The saved training state, or None to start fresh (also when the file is unreadable)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as e:  # never resume from a corrupt file: start this seed over
+        print(f"warning: cannot resume from {path} ({type(e).__name__}: {e}); restarting this seed")
+        return None
+
+
 def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
-              progress: bool = True) -> tuple[nn.Module, dict]:
-    """Train with one seed; returns the model holding its best-on-val weights, and a summary."""
+              progress: bool = True, state_path: Path | None = None) -> tuple[nn.Module, dict]:
+    """Train with one seed; returns the model holding its best-on-val weights, and a summary.
+
+    With ``state_path`` the full training state (weights, optimiser, scheduler, batch-order
+    generator, best so far, history) is saved after every epoch, atomically, and a later call
+    resumes from it; the result is identical to an uninterrupted run.
+    """
     gen = seed_everything(seed)
     model = make_model(model_name, data, recipe)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -102,9 +145,17 @@ def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
     if n_batches == 0:
         raise ValueError(f"{len(train_idx)} training videos: fewer than one batch of {recipe.batch_size}")
     best = {"val_acc": -1.0, "epoch": -1, "state": None}
-    bar = tqdm(range(recipe.epochs), desc=f"{model_name} seed {seed}", unit="epoch",
+    history, start = [], 0
+    saved = _load_resume(state_path)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
+        best, history, start = saved["best"], saved["history"], saved["epoch"] + 1
+    bar = tqdm(range(recipe.epochs), desc=f"{model_name} seed {seed}", unit="epoch", initial=start,
                disable=not progress, dynamic_ncols=True)
-    for epoch in bar:
+    for epoch in range(start, recipe.epochs):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         total, correct, seen = 0.0, 0, 0
@@ -123,12 +174,19 @@ def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        history.append({"epoch": epoch, "train/loss": total / n_batches, "train/acc": correct / seen,
+                        "val/acc": val_acc})
+        if state_path is not None:
+            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                          "gen": gen.get_state(), "best": best, "history": history, "epoch": epoch}, state_path)
+        bar.update(1)
         bar.set_postfix(loss=f"{total / n_batches:.4f}", val=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
-        if live is not None:
-            live.step = epoch
-            live.log_metric(f"seed{seed}/train/loss", total / n_batches)
-            live.log_metric(f"seed{seed}/train/acc", correct / seen)
-            live.log_metric(f"seed{seed}/val/acc", val_acc)
+    bar.close()
+    if live is not None:  # after resuming too, the curves hold every epoch
+        for row in history:
+            live.step = row["epoch"]
+            for k in ("train/loss", "train/acc", "val/acc"):
+                live.log_metric(f"seed{seed}/{k}", row[k])
     model.load_state_dict(best["state"])
     return model, {"seed": seed, "best_epoch": best["epoch"], "val_acc": best["val_acc"]}
 
@@ -137,14 +195,12 @@ def save_checkpoint(path: Path, model: nn.Module, model_name: str, data: Data, r
                     summary: dict) -> None:
     """State dict plus everything needed to rebuild the model and to know what it was trained on."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model_name, "state_dict": model.state_dict(), "recipe": asdict(recipe),
+    _save_atomic({"model": model_name, "state_dict": model.state_dict(), "recipe": asdict(recipe),
                 "audio": data.audio_name, "visual": data.visual_name,
                 "shapes": {"audio": list(data.audio.shape[2:]), "visual": list(data.visual.shape[2:])},
                 "caches": {m: read_provenance(P.cache_path(m, n)).get("code_sha256")
                            for m, n in (("audio", data.audio_name), ("visual", data.visual_name))},
-                "summary": summary}, tmp)
-    tmp.replace(path)
+                "summary": summary}, path)
 
 
 def load_checkpoint(path: Path, data: Data) -> nn.Module:
@@ -155,6 +211,16 @@ def load_checkpoint(path: Path, data: Data) -> nn.Module:
     return model.eval()
 
 
+def run_key(model_name: str, data: Data, recipe: Recipe) -> str:
+    """What a resumable run depends on: model, recipe and the exact cache contents."""
+    h = hashlib.sha256(json.dumps([model_name, asdict(recipe)], sort_keys=True).encode())
+    for modality, name in (("audio", data.audio_name), ("visual", data.visual_name)):
+        with open(P.cache_path(modality, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def main() -> None:
     cfg = P.load()
     recipe = Recipe(**cfg.get("train", {}))
@@ -163,15 +229,19 @@ def main() -> None:
     MODELS_DIR.mkdir(exist_ok=True)
     for old in MODELS_DIR.glob("*.pt"):
         old.unlink()
+    work = WORK_DIR / run_key(cfg["model"], data, recipe)
+    work.mkdir(parents=True, exist_ok=True)
     summaries = []
     with Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for seed in recipe.seeds:
-            model, summary = train_one(cfg["model"], data, recipe, seed, live)
+            model, summary = train_one(cfg["model"], data, recipe, seed, live,
+                                       state_path=work / f"seed{seed}.state.pt")
             save_checkpoint(MODELS_DIR / f"seed{seed}.pt", model, cfg["model"], data, recipe, summary)
             summaries.append(summary)
     (MODELS_DIR / "training.json").write_text(json.dumps(
         {"model": cfg["model"], "audio": cfg["audio"], "visual": cfg["visual"], "seeds": summaries},
         indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     for s in summaries:
         print(f"seed {s['seed']}: best val acc {s['val_acc']:.4f} at epoch {s['best_epoch']}")
 

@@ -44,6 +44,7 @@ class Extractor:
         raise NotImplementedError
 
     def decode(self, path: str | Path):
+        """The decoded clip (``media.Audio`` / ``media.Frames``, which know what decoding did)."""
         raise NotImplementedError
 
     def __call__(self, decoded) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +57,7 @@ class AudioExtractor(Extractor):
     sample_rate = 16000
 
     def decode(self, path):
-        a = media.load_audio(path, self.sample_rate)
-        return a, {"source_seconds": a.source_seconds, "padded_seconds": a.padded_seconds}
+        return media.load_audio(path, self.sample_rate)
 
     def __call__(self, audio: media.Audio):
         return self.embed(audio.samples)
@@ -76,8 +76,7 @@ class VisualExtractor(Extractor):
         self.frames_per_second = frames_per_second
 
     def decode(self, path):
-        fr = media.load_frames(path, self.frames_per_second, self.image_size)
-        return fr, {"source_seconds": fr.source_seconds, "held_frames": fr.held}
+        return media.load_frames(path, self.frames_per_second, self.image_size)
 
     def __call__(self, frames: media.Frames):
         return self.embed(frames.images), frames.times

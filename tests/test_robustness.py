@@ -1,0 +1,347 @@
+"""Bad inputs, failed videos, killed stages, full disks: each made for real and checked."""
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import REPO
+from extract import demo, extractors, run
+from extract.cache import read_features, read_valid
+from extract.dataset import load_ave, write_dataset
+from extract.media import MediaError, load_audio, load_frames
+from extract.reduce import make_reduction
+
+
+def colour(s):
+    return (17 * s, 0, 240 - 16 * s)
+
+
+def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, video=True, audio=True,
+           pts=None, rotation=None, faststart=False):
+    """An MP4 whose frame colour (``colour(s)``) and tone (300 + 100 s Hz) change every second s,
+    with a white stripe on the left of every frame to show its orientation."""
+    opts = {"movflags": "faststart"} if faststart else {}
+    layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
+    with av.open(str(path), "w", format="mp4", options=opts) as out:
+        if video:  # every stream is added before the first packet is written
+            vs = out.add_stream("mpeg4", rate=fps if pts is None else 1000, options={"qscale": "2"})
+            vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
+            if rotation:
+                vs.set_display_rotation(rotation)
+        if audio:
+            aus = out.add_stream("aac", rate=sr, layout=layout)
+        if video:
+            stamps = pts if pts is not None else [k / fps for k in range(int(seconds * fps))]
+            for t in stamps:
+                img = np.zeros((size[1], size[0], 3), np.uint8)
+                img[:] = colour(int(t))
+                img[:, : size[0] // 4] = 255
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
+                out.mux(vs.encode(frame))
+            out.mux(vs.encode(None))
+        if audio:
+            t = np.arange(int(seconds * sr)) / sr
+            x = 0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
+            planes = np.stack([x * (c + 1) / channels for c in range(channels)]).astype(np.float32)
+            for k in range(0, planes.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, k:k + 1024]),
+                                                   format="fltp", layout=layout)
+                frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
+                out.mux(aus.encode(frame))
+            out.mux(aus.encode(None))
+    return path
+
+
+def dominant_hz(x, sr=16000):
+    return np.fft.rfftfreq(len(x), 1 / sr)[np.abs(np.fft.rfft(x)).argmax()]
+
+
+# --- every bad input: handled and recorded, or failed with the file and the problem named ----
+
+def test_missing_empty_truncated_and_corrupt_files_fail_with_the_reason(tmp_path):
+    with pytest.raises(MediaError, match="gone.mp4: file not found"):
+        load_audio(tmp_path / "gone.mp4", 16000)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty.mp4: empty file \(0 bytes\)"):
+        load_frames(tmp_path / "empty.mp4", 4, (32, 32))
+    good = encode(tmp_path / "good.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(good[: len(good) // 3])  # index (moov) at the end: lost
+    with pytest.raises(MediaError, match="cut.mp4: cannot open container, the file is corrupt, truncated"):
+        load_audio(tmp_path / "cut.mp4", 16000)
+    (tmp_path / "garbage.mp4").write_bytes(b"\0" * 64 + good[64:])
+    with pytest.raises(MediaError, match="garbage.mp4: (cannot open container|video stream decoded to no frames)"):
+        load_frames(tmp_path / "garbage.mp4", 4, (32, 32))
+
+
+def test_truncated_file_with_index_first_keeps_what_decodes(tmp_path):
+    good = encode(tmp_path / "fs.mp4", faststart=True).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(good[: int(len(good) * 0.45)])
+    a = load_audio(tmp_path / "cut.mp4", 16000)
+    f = load_frames(tmp_path / "cut.mp4", 4, (32, 32))
+    assert 1 < a.source_seconds < 9 and a.padded_seconds > 1
+    assert 1 < f.source_seconds < 9 and f.held > 4
+    assert any("padded" in n for n in a.notes()) and any("repeat the last frame" in n for n in f.notes())
+
+
+def test_missing_streams_fail_only_the_modality_that_needs_them(tmp_path):
+    silent = encode(tmp_path / "silent.mp4", audio=False)
+    with pytest.raises(MediaError, match="silent.mp4: no audio stream"):
+        load_audio(silent, 16000)
+    assert load_frames(silent, 2, (32, 32)).images.shape == (20, 32, 32, 3)
+    blind = encode(tmp_path / "blind.mp4", video=False)
+    with pytest.raises(MediaError, match="blind.mp4: no video stream"):
+        load_frames(blind, 2, (32, 32))
+    assert load_audio(blind, 16000).samples.shape == (160000,)
+
+
+def test_short_and_long_clips_are_padded_or_trimmed_and_recorded(tmp_path):
+    a = load_audio(encode(tmp_path / "short.mp4", seconds=3), 16000)
+    assert a.samples.shape == (160000,) and 2.9 < a.source_seconds < 3.1 and abs(a.padded_seconds - 7) < 0.1
+    assert not a.samples[int(3.1 * 16000):].any() and a.notes()[0].startswith("audio padded with")
+    long = encode(tmp_path / "long.mp4", seconds=14)
+    a = load_audio(long, 16000)
+    assert a.samples.shape == (160000,) and abs(a.trimmed_seconds - 4) < 0.1
+    assert any(n.startswith("audio trimmed to 10 s") for n in a.notes())
+    assert abs(dominant_hz(a.samples[9 * 16000 + 2000:10 * 16000 - 2000]) - 1200) < 5  # second 9, not 13
+    f = load_frames(long, 4, (32, 24))
+    assert f.held == 0 and np.abs(f.images[-1, 12, 20].astype(int) - colour(9)).max() < 25
+
+
+@pytest.mark.parametrize("sr, channels", [(8000, 1), (96000, 1), (44100, 2), (48000, 6)])
+def test_unusual_sample_rates_and_channel_counts_are_resampled_and_downmixed(tmp_path, sr, channels):
+    a = load_audio(encode(tmp_path / "a.mp4", sr=sr, channels=channels), 16000)
+    assert a.samples.shape == (160000,) and (a.source_rate, a.source_channels) == (sr, channels)
+    for s in (2, 7):  # the tone of second s is still 300 + 100 s Hz after resampling and downmix
+        assert abs(dominant_hz(a.samples[s * 16000 + 2000:(s + 1) * 16000 - 2000]) - (300 + 100 * s)) < 5
+    notes = " ".join(a.notes())
+    assert ("upsampled 8000 -> 16000" in notes) == (sr == 8000)
+    assert ("downmixed from 6 channels" in notes) == (channels == 6)
+
+
+@pytest.mark.parametrize("fps, pts", [(5, None), (60, None), ("variable", None)])
+def test_frame_rates_including_variable_sample_the_right_second(tmp_path, fps, pts):
+    if fps == "variable":  # bursts and gaps: 1 to 40 frames per second
+        rng = np.random.default_rng(0)
+        pts = np.concatenate([s + rng.random(rng.integers(1, 40)) * 0.999 for s in range(10)])
+        pts = np.unique(np.round(np.concatenate([[0.0], pts]), 3))  # millisecond stamps, increasing
+        fps = 25
+    f = load_frames(encode(tmp_path / "v.mp4", fps=fps, pts=pts), 16, (32, 24))
+    for img, t in zip(f.images[::5], f.times[::5]):
+        s = int(t)
+        assert np.abs(img[12, 20].astype(int) - colour(s)).max() < 25, t
+
+
+@pytest.mark.parametrize("size", [(16, 16), (1280, 720), (102, 58)])
+def test_resolutions_are_resized(tmp_path, size):
+    f = load_frames(encode(tmp_path / "r.mp4", size=size, seconds=2), 2, (48, 32))
+    assert f.images.shape == (20, 32, 48, 3) and f.source_size == size
+    assert f.images[0, 16, 2].min() > 200 and np.abs(f.images[0, 16, 40].astype(int) - colour(0)).max() < 25
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_videos_are_turned_upright(tmp_path, rotation):
+    f = load_frames(encode(tmp_path / "rot.mp4", rotation=rotation, seconds=2), 2, (40, 40))
+    img = f.images[0].astype(int)
+    white = img.min(-1) > 200  # where the stored left stripe ends up once displayed
+    where = {90: white[-6:].mean(), -90: white[:6].mean(), 180: white[:, -6:].mean()}[rotation]
+    assert where > 0.9 and white.mean() < 0.4
+    assert f.rotation == rotation % 360 and any("rotated" in n for n in f.notes())
+
+
+# --- a stage over a mixed folder: failures recorded, good videos cached as they would be alone ---
+
+def make_dataset(root, good_dir, bad):
+    """AVE-format folder: 6 good demo videos plus the given bad files, all in the train split."""
+    ann = (good_dir / "Annotations.txt").read_text().splitlines()[:6]
+    ids = [line.split("&")[1] for line in ann] + list(bad)
+    (root / "AVE").mkdir(parents=True)
+    for vid in ids[:6]:
+        shutil.copy(good_dir / "AVE" / f"{vid}.mp4", root / "AVE" / f"{vid}.mp4")
+    for vid, make in bad.items():
+        make(root / "AVE" / f"{vid}.mp4")
+    cls = ann[0].split("&")[0]
+    lines = ann + [f"{cls}&{vid}&good&0&10" for vid in bad]
+    (root / "Annotations.txt").write_text("\n".join(lines) + "\n")
+    (root / "trainSet.txt").write_text("\n".join(lines) + "\n")
+    (root / "valSet.txt").write_text("")
+    (root / "testSet.txt").write_text("")
+    ds = load_ave(root)
+    ds.videos = str(root / "AVE")
+    return ds
+
+
+def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
+    good_dir, _ = tiny_demo
+    bad = {"missing": lambda p: None,
+           "empty": lambda p: p.write_bytes(b""),
+           "noaudio": lambda p: encode(p, audio=False),
+           "short": lambda p: encode(p, seconds=2)}
+    ds = make_dataset(tmp_path / "d", good_dir, bad)
+    out = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="mask")
+    feats = read_features(out, ds)
+    valid, policy = read_valid(out, ds)
+    assert valid.tolist() == [True] * 6 + [False, False, False, True] and policy == "mask"
+    alone = extractors.create("musicnn", {})
+    for i in list(range(6)) + [9]:
+        row, _, _ = run.extract_video(alone, make_reduction(None), run.video_path(ds.videos, ds.video_ids[i]))
+        assert np.array_equal(feats[i], row)
+    assert not feats[6:9].any()
+    report = json.loads((tmp_path / "m.report.json").read_text())
+    reasons = {f["video"]: f["reason"] for f in report["failed"]}
+    assert reasons["missing"].endswith("missing.mp4: file not found")
+    assert reasons["empty"].endswith("empty file (0 bytes)") and reasons["noaudio"].endswith("no audio stream")
+    assert [a["video"] for a in report["altered"]] == ["short"]
+    padded = float(re.match(r"audio padded with ([0-9.]+) s", report["altered"][0]["what"][0]).group(1))
+    assert abs(padded - 8) < 0.1
+
+
+def test_unwritable_output_folder_fails_before_any_work(tiny_demo, tmp_path):
+    root, _ = tiny_demo
+    ds = load_ave(root)
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    with pytest.raises(run.StageError, match="cannot write to .*blocked/audio"):
+        run.run("audio", "musicnn", {}, ds, root / "AVE", tmp_path / "blocked" / "audio" / "m.h5", progress=False)
+
+
+# --- crash safety: real signals, real file-size limits ------------------------------------
+
+def project(path, videos_dir_src, n=None):
+    """A project folder (params.yaml + features/dataset.h5) for running the stages as DVC does."""
+    (path / "features").mkdir(parents=True)
+    ds = load_ave(videos_dir_src)
+    ds.videos = str(videos_dir_src / "AVE")
+    write_dataset(ds, path / "features" / "dataset.h5")
+    (path / "params.yaml").write_text("extract: {on_failure: mask}\nextractors:\n  musicnn: {reduction: {method: none}}\n")
+    return path
+
+
+def stage(cwd, *args, limit_bytes=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit if limit_bytes else None)
+
+
+@pytest.fixture(scope="module")
+def reference_cache(demo20, tmp_path_factory):
+    """An uninterrupted run of the audio stage, to compare resumed runs with."""
+    root = project(tmp_path_factory.mktemp("ref"), Path(demo20.source))
+    p = stage(root, "extract.run", "audio", "musicnn")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    return root / "features" / "audio"
+
+
+def rows_done(root):
+    return len(list((root / "features" / "audio").glob(".musicnn.work-*/rows/*.npz")))
+
+
+def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, reference_cache, tmp_path):
+    root = project(tmp_path / "p", Path(demo20.source))
+    p = stage(root, "extract.run", "audio", "musicnn")
+    deadline = time.time() + 300
+    while rows_done(root) < 4 and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert p.poll() is None, "the stage finished before it could be killed"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done = rows_done(root)
+    assert 4 <= done < 20 and not (root / "features/audio/musicnn.h5").exists()
+    stamps = {f: f.stat().st_mtime_ns for f in (root / "features/audio").glob(".musicnn.work-*/rows/*.npz")}
+    p = stage(root, "extract.run", "audio", "musicnn")
+    seen = {}
+    while p.poll() is None:  # the finished rows are reused, not rewritten
+        for f in list(stamps):
+            if f.exists():
+                seen[f] = f.stat().st_mtime_ns
+        time.sleep(0.05)
+    assert p.returncode == 0, p.stderr.read()
+    assert f"resuming audio/musicnn: {done} of 20 videos already done" in p.stderr.read()
+    assert all(seen[f] == stamps[f] for f in seen) and seen
+    for name in ("musicnn.h5", "musicnn.report.json"):
+        assert (root / "features/audio" / name).read_bytes() == (reference_cache / name).read_bytes()
+    assert not list((root / "features/audio").glob(".musicnn.work-*"))  # removed once published
+
+
+def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_cache, tmp_path):
+    root = project(tmp_path / "p", Path(demo20.source))
+    p = stage(root, "extract.run", "audio", "musicnn", limit_bytes=60_000)  # rows fit, the cache does not
+    assert p.wait(timeout=600) != 0
+    err = p.stderr.read()
+    assert "cannot write" in err and "a file grew past the size limit" in err
+    assert "finished videos are kept and will not be recomputed" in err
+    assert rows_done(root) == 20 and not (root / "features/audio/musicnn.h5").exists()
+    assert not list((root / "features/audio").glob("*.tmp"))
+    p = stage(root, "extract.run", "audio", "musicnn")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert "resuming audio/musicnn: 20 of 20" in p.stderr.read()
+    assert (root / "features/audio/musicnn.h5").read_bytes() == (reference_cache / "musicnn.h5").read_bytes()
+
+
+def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
+    import torch
+    from test_train import make_project
+    params = ("audio: fa\nvisual: fv\nmodel: av_att\n"
+              "train: {epochs: 60, batch_size: 8, seeds: [0], hidden_dim: 16, hidden_size: 32}\n")
+    ref, crash = tmp_path / "ref", tmp_path / "crash"
+    for d in (ref, crash):
+        d.mkdir()
+        make_project(d)
+        (d / "params.yaml").write_text(params)
+    p = stage(ref, "train.train")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    p = stage(crash, "train.train")
+    state = None
+    deadline = time.time() + 300
+    while p.poll() is None and time.time() < deadline:
+        states = list(crash.glob(".train_work/*/seed0.state.pt"))
+        if states:
+            try:
+                if torch.load(states[0], weights_only=False)["epoch"] >= 5:
+                    state = states[0]
+                    break
+            except Exception:
+                pass
+        time.sleep(0.02)
+    assert state is not None and p.poll() is None, "training finished before it could be killed"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (crash / "models/seed0.pt").exists()
+    p = stage(crash, "train.train")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    a = torch.load(ref / "models/seed0.pt", weights_only=False)
+    b = torch.load(crash / "models/seed0.pt", weights_only=False)
+    assert a["summary"] == b["summary"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert (ref / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text() == \
+        (crash / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text()
+    assert not list(crash.glob(".train_work/*"))
+
+
+def test_corrupt_training_state_restarts_the_seed_cleanly(tmp_path, monkeypatch):
+    from test_train import make_project
+    from train import train
+    make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    data = train.load_data("fa", "fv")
+    recipe = train.Recipe(epochs=6, batch_size=8, seeds=[0], hidden_dim=16, hidden_size=32)
+    clean, s1 = train.train_one("av_att", data, recipe, 0, None, progress=False)
+    state = tmp_path / "seed0.state.pt"
+    state.write_bytes(b"\x80\x02 not a checkpoint")
+    again, s2 = train.train_one("av_att", data, recipe, 0, None, progress=False, state_path=state)
+    assert s1 == s2 and all(np.array_equal(a, b) for a, b in
+                            zip(clean.state_dict().values(), again.state_dict().values()))
