@@ -20,6 +20,16 @@ def tiny_demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_ds(tiny_demo):
+    """The tiny demo as a Dataset whose videos are where it was generated."""
+    from extract.dataset import load_ave
+    root, _ = tiny_demo
+    ds = load_ave(root)
+    ds.videos = str(root / "AVE")
+    return ds
+
+
+@pytest.fixture(scope="session")
 def demo20(tmp_path_factory):
     """20 demo videos (14 train): enough training vectors for a PCA to 128 on 10 x d caches."""
     from extract import demo

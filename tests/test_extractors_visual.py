@@ -6,7 +6,6 @@ import pytest
 from conftest import change_row, write_seconds_video
 from extract import extractors, run
 from extract.cache import read_features, read_provenance
-from extract.dataset import load_ave
 from extract.extractors import WeightsNotFound
 from extract.reduce import pool_seconds
 
@@ -24,14 +23,6 @@ def keras_weights(tmp_path_factory):
             model.save_weights(made[app])
         return made[app]
     return get
-
-
-@pytest.fixture(scope="module")
-def demo_ds(tiny_demo):
-    root, _ = tiny_demo
-    ds = load_ave(root)
-    ds.videos = str(root / "AVE")
-    return ds
 
 
 def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path):

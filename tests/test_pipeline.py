@@ -15,14 +15,6 @@ from extract.cache import read_features, read_provenance
 from extract.dataset import load_ave
 
 
-@pytest.fixture(scope="module")
-def demo_ds(tiny_demo):
-    root, _ = tiny_demo
-    ds = load_ave(root)
-    ds.videos = str(root / "AVE")
-    return ds
-
-
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
 
