@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from evaluate.plots import confusion_png, curves_png
-from extract import params as P
 from train.train import LIVE_DIR, MODELS_DIR, load_checkpoint, load_data, predict
 
 RESULTS = Path("results")
@@ -62,7 +61,6 @@ def mean_std(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    cfg = P.load()
     training = json.loads((MODELS_DIR / "training.json").read_text())
     data = load_data(training["audio"], training["visual"])
     names = data.dataset.class_names + ["background"]

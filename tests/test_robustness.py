@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from extract import demo, extractors, run
+from extract import extractors, run
 from extract.cache import read_features, read_valid
 from extract.dataset import load_ave, write_dataset
 from extract.media import MediaError, load_audio, load_frames

@@ -8,11 +8,10 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from extract.extractors.base import VisualExtractor, WeightsNotFound, sha256_files
+from extract.extractors.base import VisualExtractor
+from extract.extractors.shared import hf
 from extract.reduce import ChannelMean
 
 
@@ -35,28 +34,16 @@ class MaskFormer(VisualExtractor):
         self.image_size = (input_size, input_size)
         import torch
         from transformers import AutoImageProcessor, MaskFormerForInstanceSegmentation
-        try:
-            self.net = MaskFormerForInstanceSegmentation.from_pretrained(model).eval()
-            self.processor = AutoImageProcessor.from_pretrained(model)
-        except OSError as e:
-            raise WeightsNotFound(
-                f"maskformer: could not load {model!r} with transformers ({str(e)[:200]}). Offline, "
-                "download the model folder once (`hf download facebook/maskformer-swin-large-ade "
-                "--local-dir DIR`) and set extractors.maskformer.model to DIR.") from None
+        self.net, self.processor = hf.load(self.name, model, MaskFormerForInstanceSegmentation,
+                                           AutoImageProcessor)
         torch.use_deterministic_algorithms(True)
 
     def describe(self):
-        import torch
-        import transformers
-        folder = Path(self.model_id)
-        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
         layer = ("class_queries_logits, mean over groups of queries" if self.output == "class"
                  else "masks_queries_logits, mean over queries, then over groups of rows")
-        return {"extractor": self.name, "weights": self.model_id,
-                "weights_sha256": sha256_files(*files) if files else None,
+        return {"extractor": self.name, **hf.describe(self.model_id),
                 "layer": f"{layer} ({self.groups} groups)", "input_size": list(self.image_size),
-                "frames_per_second": self.frames_per_second,
-                "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+                "frames_per_second": self.frames_per_second}
 
     def embed(self, images):
         import torch

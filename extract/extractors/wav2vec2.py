@@ -7,11 +7,9 @@ with its preprocessor config); offline, download it once and point ``model`` at 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
-
-from extract.extractors.base import AudioExtractor, WeightsNotFound, sha256_files
+from extract.extractors.base import AudioExtractor
+from extract.extractors.shared import hf
 from extract.extractors.shared.waveform import check_variant, conv_geometry, frames_to_rows
 
 
@@ -27,28 +25,15 @@ class Wav2Vec2(AudioExtractor):
             raise ValueError(f"wav2vec2 layer must be 'conv', 'last' or a hidden-state index, got {layer!r}")
         import torch
         from transformers import AutoFeatureExtractor, Wav2Vec2Model
-        try:
-            self.net = Wav2Vec2Model.from_pretrained(model).eval()
-            self.features = AutoFeatureExtractor.from_pretrained(model)
-        except OSError as e:
-            raise WeightsNotFound(
-                f"wav2vec2: could not load {model!r} with transformers ({str(e)[:200]}). Offline, "
-                "download the model folder once (`hf download facebook/wav2vec2-base --local-dir DIR` "
-                "on a connected machine) and set extractors.wav2vec2.model to DIR.") from None
+        self.net, self.features = hf.load(self.name, model, Wav2Vec2Model, AutoFeatureExtractor)
         torch.use_deterministic_algorithms(True)
         cfg = self.net.config
         self.field, self.stride = conv_geometry(cfg.conv_kernel, cfg.conv_stride)
 
     def describe(self):
-        import torch
-        import transformers
-        folder = Path(self.model_id)
-        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
-        return {"extractor": self.name, "weights": self.model_id,
-                "weights_sha256": sha256_files(*files) if files else None,
+        return {"extractor": self.name, **hf.describe(self.model_id),
                 "layer": str(self.layer), "variant": self.variant,
-                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
-                "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}"}
 
     def _frames(self, wave):
         import torch

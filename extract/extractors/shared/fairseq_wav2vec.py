@@ -12,7 +12,6 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
 from extract.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
 from extract.extractors.shared.waveform import check_variant, conv_geometry, frames_to_rows
