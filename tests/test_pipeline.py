@@ -72,8 +72,9 @@ def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, 
 def test_dvc_repro_then_up_to_date(tmp_path):
     """The real pipeline on a 10-video demo: repro builds every cache, trains, evaluates; then nothing is stale."""
     work = tmp_path / "repo"
-    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "features", "data", ".dvc/cache", ".dvc/tmp", "dvc.lock", "__pycache__"))
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
+        ".venv", ".git", "features", "data", "cache", "tmp", "dvc.lock", "__pycache__", "models",
+        "results", "dvclive", ".train_work", ".pytest_cache"))
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["demo"].update(videos=10, classes=2)
     params["train"].update(epochs=2, batch_size=2, seeds=[0, 1], hidden_size=16)
