@@ -77,8 +77,21 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def file_stamp(path: Path) -> str:
+    """Size and modification time: a row is reused only while its video file is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 class WorkStore:
-    """Finished per-video results of one extraction configuration, one file each, written atomically."""
+    """Finished per-video results of one extraction configuration, one file each, written atomically.
+
+    Rows are kept across runs (a killed stage resumes); failures are kept only within a run, so
+    a video that was fixed or replaced is tried again.
+    """
 
     def __init__(self, out: Path, key: str):
         self.dir = out.parent / f".{out.stem}.work-{key}"
@@ -86,7 +99,8 @@ class WorkStore:
             if stale != self.dir:  # another configuration's leftovers can never be resumed
                 shutil.rmtree(stale, ignore_errors=True)
         (self.dir / "rows").mkdir(parents=True, exist_ok=True)
-        (self.dir / "failed").mkdir(exist_ok=True)
+        shutil.rmtree(self.dir / "failed", ignore_errors=True)
+        (self.dir / "failed").mkdir()
 
     def _row(self, i):
         return self.dir / "rows" / f"{i:06d}.npz"
@@ -94,12 +108,17 @@ class WorkStore:
     def _fail(self, i):
         return self.dir / "failed" / f"{i:06d}.json"
 
-    def done(self, i: int) -> bool:
-        return self._row(i).exists() or self._fail(i).exists()
+    def done(self, i: int, stamp: str) -> bool:
+        if self._fail(i).exists():
+            return True
+        if not self._row(i).exists():
+            return False
+        with np.load(self._row(i)) as z:
+            return str(z["stamp"]) == stamp
 
-    def put(self, i: int, row: np.ndarray, facts: dict, notes: list[str]) -> None:
+    def put(self, i: int, row: np.ndarray, facts: dict, notes: list[str], stamp: str) -> None:
         _atomic(self._row(i), lambda f: np.savez(f, row=row, facts=np.array(json.dumps(facts)),
-                                                notes=np.array(json.dumps(notes))))
+                                                notes=np.array(json.dumps(notes)), stamp=np.array(stamp)))
 
     def fail(self, i: int, reason: str) -> None:
         _atomic(self._fail(i), lambda f: f.write(json.dumps({"reason": reason}).encode()))
@@ -116,11 +135,16 @@ class WorkStore:
         p = self._fail(i)
         return json.loads(p.read_text())["reason"] if p.exists() else None
 
-    def count(self) -> int:
-        return sum(1 for _ in (self.dir / "rows").glob("*.npz")) + sum(1 for _ in (self.dir / "failed").glob("*.json"))
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def work_key(modality: str, name: str, options: dict, reduction_cfg, dataset: Dataset, videos) -> str:
+    """Everything a finished row depends on besides its video file."""
+    return hashlib.sha256(json.dumps([modality, name, options, reduction_cfg, code_sha256(name),
+                                      dataset.order_sha256, str(videos)], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 def report_path(out: Path) -> Path:
@@ -151,11 +175,9 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     if extractor.modality != modality:
         raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
     ids = dataset.video_ids
-    key = hashlib.sha256(json.dumps([modality, name, options, reduction_cfg, code_sha256(name),
-                                     dataset.order_sha256, str(videos)], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
-    work = WorkStore(out, key)
-    done_before = work.count()
+    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos))
+    stamps = [file_stamp(video_path(videos, vid)) for vid in ids]
+    done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
         print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
               file=sys.stderr)
@@ -163,19 +185,19 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     bar = tqdm(total=len(ids), initial=done_before, desc=f"{modality}/{name}", unit="video",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     for i, vid in enumerate(ids):
-        if work.done(i):
+        if work.done(i, stamps[i]):
             first_row.setdefault(vid, i)
             continue
-        if vid in first_row and work.done(first_row[vid]):
+        if vid in first_row and work.done(first_row[vid], stamps[i]):
             reason = work.failure(first_row[vid])
             if reason is None:
-                work.put(i, *work.get(first_row[vid]))
+                work.put(i, *work.get(first_row[vid]), stamps[i])
             else:
                 work.fail(i, reason)
         else:
             first_row[vid] = i
             try:
-                work.put(i, *extract_video(extractor, reduction, video_path(videos, vid)))
+                work.put(i, *extract_video(extractor, reduction, video_path(videos, vid)), stamps[i])
             except MediaError as e:
                 work.fail(i, str(e))
         bar.update(1)

@@ -207,6 +207,36 @@ def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     assert abs(padded - 8) < 0.1
 
 
+def test_stop_policy_then_fixing_the_video_lets_the_rerun_finish(tiny_demo, tmp_path):
+    good_dir, _ = tiny_demo
+    ds = make_dataset(tmp_path / "d", good_dir, {"later": lambda p: p.write_bytes(b"")})
+    opts = {"reduction": {"method": "none"}}
+    with pytest.raises(run.StageError, match="1 videos failed"):
+        run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="stop")
+    shutil.copy(good_dir / "AVE" / f"{ds.video_ids[0]}.mp4", tmp_path / "d" / "AVE" / "later.mp4")
+    out = run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="stop")
+    feats = read_features(out, ds)
+    assert read_valid(out, ds)[0].all() and np.array_equal(feats[6], feats[0])
+
+
+def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
+    good_dir, _ = tiny_demo
+    ds = make_dataset(tmp_path / "d", good_dir, {})
+    opts = {"reduction": {"method": "none"}}
+    first = read_features(run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "a.h5", progress=False), ds)
+    # a killed stage left video 0's row behind; then that video's file is replaced
+    out = tmp_path / "b.h5"
+    work = run.WorkStore(out, run.work_key("audio", "musicnn", {}, opts["reduction"], ds, ds.videos))
+    path0 = run.video_path(ds.videos, ds.video_ids[0])
+    work.put(0, *run.extract_video(extractors.create("musicnn", {}), make_reduction(None), path0),
+             run.file_stamp(path0))
+    time.sleep(0.01)
+    shutil.copy(run.video_path(ds.videos, ds.video_ids[1]), path0)
+    assert not work.done(0, run.file_stamp(path0))
+    again = read_features(run.run("audio", "musicnn", opts, ds, ds.videos, out, progress=False), ds)
+    assert np.array_equal(again[0], first[1]) and not np.array_equal(again[0], first[0])
+
+
 def test_unwritable_output_folder_fails_before_any_work(tiny_demo, tmp_path):
     root, _ = tiny_demo
     ds = load_ave(root)
