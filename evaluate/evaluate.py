@@ -72,10 +72,10 @@ def main() -> None:
             idx = data.split(split)
             probs, labels = predict(model, data, idx).numpy(), data.labels[idx].numpy()
             res[split] = segment_metrics(probs, labels)
-            if split == "test" and data.masked[idx.numpy()].any():  # failed videos stayed in test
-                valid = ~data.masked[idx.numpy()]
-                res[split]["acc_valid"] = segment_metrics(probs[valid], labels[valid])["acc"]
             if split == "test":
+                valid = ~data.masked[idx.numpy()]
+                if not valid.all():  # failed videos stayed in test
+                    res[split]["acc_valid"] = segment_metrics(probs[valid], labels[valid])["acc"]
                 tables.append(per_class(probs, labels, names))
                 if best is None or s["val_acc"] > best[0]:
                     best = (s["val_acc"], s["seed"], probs, labels)

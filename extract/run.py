@@ -68,7 +68,8 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     return pool_seconds(values, times), decoded.facts(), decoded.notes()
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a temporary file, flushed to disk, then renamed over ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         write(f)
@@ -117,11 +118,11 @@ class WorkStore:
             return str(z["stamp"]) == stamp
 
     def put(self, i: int, row: np.ndarray, facts: dict, notes: list[str], stamp: str) -> None:
-        _atomic(self._row(i), lambda f: np.savez(f, row=row, facts=np.array(json.dumps(facts)),
+        atomic_write(self._row(i), lambda f: np.savez(f, row=row, facts=np.array(json.dumps(facts)),
                                                 notes=np.array(json.dumps(notes)), stamp=np.array(stamp)))
 
     def fail(self, i: int, reason: str) -> None:
-        _atomic(self._fail(i), lambda f: f.write(json.dumps({"reason": reason}).encode()))
+        atomic_write(self._fail(i), lambda f: f.write(json.dumps({"reason": reason}).encode()))
 
     def get(self, i: int) -> tuple[np.ndarray, dict, list[str]]:
         with np.load(self._row(i)) as z:
@@ -247,7 +248,7 @@ def write_report(path: Path, modality: str, name: str, ids: list[str], failed: d
     report = {"extractor": name, "modality": modality, "videos": len(ids), "policy": policy,
               "failed": [{"row": i, "video": ids[i], "reason": r} for i, r in sorted(failed.items())],
               "altered": [{"row": i, "video": ids[i], "what": n} for i, n in sorted(notes.items())]}
-    _atomic(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
 
 
 def main(argv=None) -> None:

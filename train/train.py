@@ -25,6 +25,7 @@ from tqdm import tqdm
 from extract import params as P
 from extract.cache import read_features, read_provenance, read_valid
 from extract.dataset import Dataset, read_dataset
+from extract.run import atomic_write
 from train.models import build
 
 MODELS_DIR = Path("models")
@@ -61,12 +62,12 @@ class Data:
     excluded: np.ndarray | None = None
     masked: np.ndarray | None = None
 
-    def split(self, name: str, valid_only: bool = False) -> torch.Tensor:
+    def split(self, name: str) -> torch.Tensor:
         idx = self.dataset.indices(name)
         drop = np.zeros(len(self.labels), bool)
         if self.excluded is not None:
             drop |= self.excluded
-        if self.masked is not None and (name != "test" or valid_only):
+        if self.masked is not None and name != "test":
             drop |= self.masked
         return torch.from_numpy(idx[~drop[idx]])
 
@@ -111,9 +112,7 @@ def predict(model: nn.Module, data: Data, idx: torch.Tensor, batch: int = 256) -
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _load_resume(path: Path | None):
