@@ -1,6 +1,7 @@
 """Evaluate the trained checkpoints (one per seed) on val and test.
 
-    python -m evaluate.evaluate     # the DVC stage
+    python -m evaluate.evaluate --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
+        --visual features/visual/efficientnet.h5 --models models --live dvclive --results results
 
 Writes ``results/metrics.json`` (mean and std over seeds; what `dvc metrics show/diff` read),
 ``results/per_class.json`` (precision / recall / F1 per class, as the thesis's tables),
@@ -10,17 +11,21 @@ Writes ``results/metrics.json`` (mean and std over seeds; what `dvc metrics show
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
+from avcache.cache import CacheError
+from avcache.dataset import DatasetError
+from avcache.io import atomic_write_text
+from avcache.pair import load_pair
 from evaluate.plots import confusion_png, curves_png
-from train.train import LIVE_DIR, MODELS_DIR, load_checkpoint, load_data, predict
-
-RESULTS = Path("results")
+from train.models import load_checkpoint, predict
 
 
 def segment_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -60,61 +65,80 @@ def mean_std(rows: list[dict]) -> dict:
     return out
 
 
-def main() -> None:
-    training = json.loads((MODELS_DIR / "training.json").read_text())
-    data = load_data(training["audio"], training["visual"])
-    names = data.dataset.class_names + ["background"]
+def evaluate(dataset: Path, audio: Path, visual: Path, models_dir: Path, results: Path,
+             live_dir: Path | None = None) -> dict:
+    training = json.loads((models_dir / "training.json").read_text())
+    pair = load_pair(dataset, audio, visual)
+    tensors = torch.from_numpy(pair.audio), torch.from_numpy(pair.visual)
+    names = pair.dataset.class_names + ["background"]
+    audio_name, visual_name = (training["caches"][m]["name"] or Path(training["caches"][m]["path"]).stem
+                               for m in ("audio", "visual"))
+    what = f"{training['model']} on {audio_name} + {visual_name}"
     per_seed, tables, best = {}, [], None
     for s in training["seeds"]:
-        model = load_checkpoint(MODELS_DIR / f"seed{s['seed']}.pt", data)
+        model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt")
         res = {}
         for split in ("val", "test"):
-            idx = data.split(split)
-            probs, labels = predict(model, data, idx).numpy(), data.labels[idx].numpy()
+            idx = pair.split(split)
+            probs = predict(model, *tensors, torch.from_numpy(idx)).numpy()
+            labels = pair.labels[idx]
             res[split] = segment_metrics(probs, labels)
             if split == "test":
-                valid = ~data.masked[idx.numpy()]
+                valid = ~pair.masked[idx]
                 if not valid.all():  # failed videos stayed in test
                     res[split]["acc_valid"] = segment_metrics(probs[valid], labels[valid])["acc"]
                 tables.append(per_class(probs, labels, names))
                 if best is None or s["val_acc"] > best[0]:
                     best = (s["val_acc"], s["seed"], probs, labels)
         per_seed[s["seed"]] = res
-    test_idx = data.dataset.indices("test")
-    metrics = {"model": training["model"], "audio": training["audio"], "visual": training["visual"],
+    test_idx = pair.dataset.indices("test")
+    metrics = {"model": training["model"], "audio": audio_name, "visual": visual_name,
                "seeds": len(per_seed),
-               "test_videos": len(data.split("test")),
-               "failed_test_videos": {"masked": int(data.masked[test_idx].sum()),
-                                      "excluded": int(data.excluded[test_idx].sum())},
+               "test_videos": len(pair.split("test")),
+               "failed_test_videos": {"masked": int(pair.masked[test_idx].sum()),
+                                      "excluded": int(pair.excluded[test_idx].sum())},
                **{split: mean_std([r[split] for r in per_seed.values()]) for split in ("test", "val")}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(results / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     classes = {n: {k: round(float(np.mean([t[n][k] for t in tables])), 4) for k in tables[0][n]}
                for n in names}
-    (RESULTS / "per_class.json").write_text(json.dumps(
+    atomic_write_text(results / "per_class.json", json.dumps(
         {"per_seed": {str(k): v for k, v in per_seed.items()}, "per_class_test_mean_over_seeds": classes},
         indent=2) + "\n")
-    with open(RESULTS / "per_class.md", "w") as f:
-        f.write(f"# {training['model']} on {training['audio']} + {training['visual']}: test, "
-                f"mean over {len(tables)} seed(s)\n\n| class | precision | recall | F1 | support |\n"
-                "|---|---|---|---|---|\n")
-        for n, m in classes.items():
-            f.write(f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n")
+    rows = [f"# {what}: test, mean over {len(tables)} seed(s)\n\n| class | precision | recall | F1 | support |\n"
+            "|---|---|---|---|---|\n"]
+    rows += [f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n"
+             for n, m in classes.items()]
+    atomic_write_text(results / "per_class.md", "".join(rows))
     _, seed, probs, labels = best
     c = len(names)
     actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)
-    with open(RESULTS / "confusion.csv", "w", newline="") as f:
+    with open(results / "confusion.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
         w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
-    what = f"{training['model']} on {training['audio']} + {training['visual']}"
-    confusion_png(actual, predicted, names, RESULTS / "confusion.png", f"{what}: test, seed {seed}")
-    if LIVE_DIR.is_dir():
-        curves_png(LIVE_DIR, RESULTS / "curves.png", what)
+    confusion_png(actual, predicted, names, results / "confusion.png", f"{what}: test, seed {seed}")
+    if live_dir is not None and live_dir.is_dir():
+        curves_png(live_dir, results / "curves.png", what)
     t = metrics["test"]
-    print(f"{training['model']} on {training['audio']} + {training['visual']}: test acc "
-          f"{t['acc']:.4f} ± {t['acc_std']:.4f} over {len(per_seed)} seeds "
+    print(f"{what}: test acc {t['acc']:.4f} ± {t['acc_std']:.4f} over {len(per_seed)} seeds "
           f"(confusion matrix: seed {seed}, best on val)")
+    return metrics
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, required=True)
+    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--models", type=Path, required=True, help="the train stage's output folder")
+    ap.add_argument("--live", type=Path, help="dvclive folder (for curves.png)")
+    ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
+    a = ap.parse_args(argv)
+    try:
+        evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live)
+    except (CacheError, DatasetError, FileNotFoundError) as e:
+        raise SystemExit(f"evaluate: {e}") from None
 
 
 if __name__ == "__main__":

@@ -1,30 +1,23 @@
-"""AVE-format datasets: parse the annotation files, build per-second labels, write the dataset file.
+"""The dataset stage: parse an AVE-format folder, build per-second labels, write the dataset file.
 
-The dataset file (``features/dataset.h5``) fixes the one video order that every cache follows,
+The dataset file (``avcache.dataset``) fixes the one video order that every cache follows,
 and carries labels, splits and class names so training needs nothing else.
 
-    python -m extract.dataset            # the DVC stage: reads params.yaml `dataset`
+    python -m extract.dataset --out features/dataset.h5   # the DVC stage: reads params.yaml `dataset`
 """
 from __future__ import annotations
 
-import hashlib
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from extract import params as P
+from avcache import params as P
+from avcache.dataset import SEGMENTS, SPLITS, Dataset, DatasetError, write_dataset
 
-SEGMENTS = 10
-SPLITS = ("train", "val", "test")
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 HEADER = "Category&VideoID&Quality&StartTime&EndTime"
-BACKGROUND = "background"
-
-
-class DatasetError(ValueError):
-    """A dataset file is malformed or inconsistent; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -38,35 +31,10 @@ class Annotation:
 
 
 @dataclass
-class Dataset:
-    video_ids: list[str]  # one per row (annotation entry); AVE repeats a few ids
-    class_names: list[str]  # events only; background is index len(class_names)
-    labels: np.ndarray  # [N, 10, C+1] one-hot uint8
-    split: np.ndarray  # [N] index into SPLITS, -1 when the video is in no split
-    source: str = ""
-    videos: str = ""
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names) + 1
-
-    def indices(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.split == SPLITS.index(split))
-
-    def shared_across_splits(self) -> list[str]:
-        """Videos with entries in more than one split (AVE has some: same clip, other class)."""
-        seen = {}
-        for vid, s in zip(self.video_ids, self.split):
-            seen.setdefault(vid, set()).add(int(s))
-        return sorted(v for v, ss in seen.items() if len(ss) > 1)
-
-    @property
-    def order_sha256(self) -> str:
-        return order_hash(self.video_ids)
-
-
-def order_hash(video_ids) -> str:
-    return hashlib.sha256("\n".join(video_ids).encode()).hexdigest()
+class DatasetParams:
+    """params.yaml ``dataset``: the AVE-format annotation folder and the folder of videos."""
+    root: str
+    videos: str
 
 
 def parse_annotations(path: str | Path) -> list[Annotation]:
@@ -148,50 +116,24 @@ def load_ave(root: str | Path) -> Dataset:
             split[i] = SPLITS.index(s)
 
     labels = np.stack([segment_labels(a, class_index, n_classes) for a in anns])
-    return Dataset([a.video_id for a in anns], class_names, labels, split, source=str(root))
+    return Dataset([a.video_id for a in anns], class_names, labels, split, source=str(root),
+                   source_files=[str(ann_path)] + [str(root / f) for f in SPLIT_FILES.values()])
 
 
-def write_dataset(ds: Dataset, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    str_t = h5py.string_dtype()
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("video_ids", data=np.array(ds.video_ids, dtype=object), dtype=str_t)
-        f.create_dataset("class_names", data=np.array(ds.class_names + [BACKGROUND], dtype=object),
-                         dtype=str_t)
-        f.create_dataset("labels", data=ds.labels)
-        f.create_dataset("split", data=ds.split)
-        f.attrs["splits"] = ",".join(SPLITS)
-        f.attrs["source"] = ds.source
-        f.attrs["videos"] = str(ds.videos)
-        f.attrs["video_order_sha256"] = ds.order_sha256
-        for name in ["Annotations.txt", *SPLIT_FILES.values()]:
-            p = Path(ds.source) / name
-            if p.is_file():
-                f.attrs[f"sha256:{name}"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    tmp.replace(path)
-
-
-def read_dataset(path: str | Path) -> Dataset:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: dataset file missing; run `dvc repro dataset` first")
-    with h5py.File(path, "r") as f:
-        ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
-        names = [s.decode() if isinstance(s, bytes) else s for s in f["class_names"][()]]
-        return Dataset(ids, names[:-1], f["labels"][()], f["split"][()],
-                       source=f.attrs["source"], videos=f.attrs["videos"])
-
-
-def main() -> None:
-    cfg = P.load()["dataset"]
-    ds = load_ave(cfg["root"])
-    ds.videos = cfg["videos"]
-    write_dataset(ds, P.DATASET_FILE)
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="the dataset file to write (features/dataset.h5)")
+    a = ap.parse_args(argv)
+    try:
+        cfg = P.from_params(DatasetParams, P.load().get("dataset"), "dataset")
+        ds = load_ave(cfg.root)
+    except (P.ParamsError, DatasetError) as e:
+        raise SystemExit(f"dataset: {e}") from None
+    ds.videos = cfg.videos
+    write_dataset(ds, a.out)
     counts = {s: len(ds.indices(s)) for s in SPLITS}
     print(f"dataset: {len(ds.video_ids)} entries ({len(set(ds.video_ids))} videos), "
-          f"{len(ds.class_names)} classes + background, splits {counts} -> {P.DATASET_FILE}")
+          f"{len(ds.class_names)} classes + background, splits {counts} -> {a.out}")
     shared = ds.shared_across_splits()
     if shared:
         print(f"note: {len(shared)} videos have entries in more than one split "

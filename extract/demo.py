@@ -6,7 +6,7 @@ where its class is both seen and heard; other seconds are background, including 
 seconds where only one modality shows a class (the shape without its sound, or the sound
 off-screen). A unimodal model cannot tell those from events; an audio-visual one can.
 
-    python -m extract.demo                # the DVC stage: reads params.yaml `demo`
+    python -m extract.demo                # the DVC stage: reads params.yaml `demo` (its `out` folder)
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from extract import params as P
-from extract.dataset import SEGMENTS, SPLIT_FILES
+from avcache import params as P
+from avcache.dataset import SEGMENTS
+from extract.dataset import SPLIT_FILES
 
 # name, shape, RGB colour, sound
 CLASSES = [
@@ -176,14 +177,16 @@ def encode(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: int)
         out.mux(aus.encode(None))
 
 
-def generate(out_dir: str | Path, videos: int = 240, classes: int = 6, seed: int = 0,
+def generate(out: str | Path, videos: int = 240, classes: int = 6, seed: int = 0,
              width: int = 160, height: int = 120, fps: int = 12, sample_rate: int = 22050,
              distractor_prob: float = 0.6, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
              progress: bool = True) -> list[Clip]:
-    """Write Annotations.txt, the three split files and AVE/<id>.mp4 under ``out_dir``."""
+    """Write Annotations.txt, the three split files and AVE/<id>.mp4 under ``out``."""
     if not 2 <= classes <= len(CLASSES):
         raise ValueError(f"demo.classes must be in 2..{len(CLASSES)}, got {classes}")
-    out_dir = Path(out_dir)
+    if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) < 0:
+        raise ValueError(f"demo.split must be three non-negative fractions summing to 1, got {list(split)}")
+    out_dir = Path(out)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "AVE").mkdir(parents=True)
@@ -213,11 +216,12 @@ def generate(out_dir: str | Path, videos: int = 240, classes: int = 6, seed: int
 
 
 def main() -> None:
-    cfg = dict(P.load()["demo"])
-    out = cfg.pop("out")
-    cfg["split"] = tuple(cfg["split"])
-    clips = generate(out, **cfg)
-    print(f"demo: {len(clips)} videos in {out}")
+    try:
+        cfg = P.check_call(generate, P.section(P.load(), "demo"), "demo", skip=("progress",))
+        clips = generate(**cfg)
+    except (P.ParamsError, ValueError) as e:
+        raise SystemExit(f"demo: {e}") from None
+    print(f"demo: {len(clips)} videos in {cfg['out']}")
 
 
 if __name__ == "__main__":

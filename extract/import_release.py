@@ -1,27 +1,26 @@
-"""Import the AVE authors' released features into the cache format, so no extraction is needed.
+"""The AVE authors' released features as caches: ``vggish_release`` and ``vgg19_release``.
 
-    python -m extract.import_release /path/to/AVE/data     # after `dvc repro dataset` on AVE
+Registered like extractors, so a pair of them is selected the usual way; nothing is decoded:
+
+    # params.yaml: dataset.root -> the AVE annotation folder, dataset.videos -> the release folder
+    dvc exp run -S audio=vggish_release -S visual=vgg19_release
 
 The release holds (all under dataset key ``avadataset``) ``audio_feature.h5`` [4143,10,128]
 (VGGish), ``visual_feature.h5`` [4143,10,7,7,512] (VGG-19 pool5), ``labels.h5`` [4143,10,29],
 and ``train_order.h5`` / ``val_order.h5`` / ``test_order.h5`` (key ``order``: row indices).
 Rows follow Annotations.txt, like our dataset file; the import refuses to write anything unless
-the release's labels and split indices agree with ``features/dataset.h5`` row for row.
-Writes ``features/audio/vggish_release.h5`` and ``features/visual/vgg19_release.h5``; then
-``dvc exp run -S audio=vggish_release -S visual=vgg19_release`` trains on them.
+the release's labels and split indices agree with the dataset file row for row.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from extract import params as P
-from extract.cache import CacheWriter
-from extract.dataset import SPLITS, Dataset, read_dataset
-from extract.extractors.base import sha256_files
+from avcache.cache import CacheWriter
+from avcache.dataset import SPLITS, Dataset
+from extract.extractors.base import Extractor, sha256_files
 
 FILES = {"audio": ("audio_feature.h5", "vggish_release", "VGGish 128-d embedding per 0.96 s"),
          "visual": ("visual_feature.h5", "vgg19_release", "VGG-19 pool5 7x7x512, 16 frames/s averaged")}
@@ -57,37 +56,35 @@ def check_release(folder: Path, ds: Dataset) -> None:
                                f"{len(ds.indices(s))} {s} rows of the dataset file's split")
 
 
-def import_release(folder: str | Path, ds: Dataset, out_dir: str | Path = P.FEATURES) -> list[Path]:
-    folder, out_dir = Path(folder), Path(out_dir)
+def import_release(folder: str | Path, ds: Dataset, modality: str, out: str | Path) -> Path:
+    """Write the release's ``modality`` features as a cache at ``out``, after checking its rows."""
+    folder, out = Path(folder), Path(out)
     check_release(folder, ds)
-    written = []
-    for modality, (fname, name, layer) in FILES.items():
-        feats = _read(folder / fname, "avadataset").astype(np.float32)
-        if len(feats) != len(ds.video_ids) or feats.shape[1] != 10:
-            raise ReleaseError(f"{folder / fname}: shape {feats.shape}, expected "
-                               f"[{len(ds.video_ids)}, 10, ...]")
-        prov = {"extractor": name, "modality": modality, "layer": layer,
-                "weights": "AVE authors' released features (Tian et al., ECCV 2018)",
-                "weights_sha256": sha256_files(folder / fname), "source": str(folder / fname),
-                "reduction": {"method": "none", "dim": None}, "dataset_order_sha256": ds.order_sha256}
-        out = out_dir / modality / f"{name}.h5"
-        with CacheWriter(out, ds.video_ids, feats.shape[1:], prov) as w:
-            for i, row in enumerate(feats):
-                w.write(i, row)
-        written.append(out)
-    return written
+    fname, name, layer = FILES[modality]
+    feats = _read(folder / fname, "avadataset").astype(np.float32)
+    if len(feats) != len(ds.video_ids) or feats.shape[1] != 10:
+        raise ReleaseError(f"{folder / fname}: shape {feats.shape}, expected [{len(ds.video_ids)}, 10, ...]")
+    prov = {"extractor": name, "name": name, "modality": modality, "layer": layer,
+            "weights": "AVE authors' released features (Tian et al., ECCV 2018)",
+            "weights_sha256": sha256_files(folder / fname), "source": str(folder / fname),
+            "reduction": {"method": "none", "dim": None}, "dataset_order_sha256": ds.order_sha256}
+    with CacheWriter(out, ds.video_ids, feats.shape[1:], prov) as w:
+        for i, row in enumerate(feats):
+            w.write(i, row)
+    return out
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("release", help="folder with audio_feature.h5, visual_feature.h5, labels.h5, *_order.h5")
-    a = ap.parse_args(argv)
-    try:
-        for p in import_release(a.release, read_dataset(P.DATASET_FILE)):
-            print(f"wrote {p}")
-    except ReleaseError as e:
-        raise SystemExit(f"import_release: {e}") from None
+class Release(Extractor):
+    """Not a model: imports a released cache instead of extracting (see ``extract.run.main``)."""
+
+    @classmethod
+    def import_cache(cls, dataset: Dataset, folder: str | Path, out: str | Path) -> Path:
+        return import_release(folder, dataset, cls.modality, out)
 
 
-if __name__ == "__main__":
-    main()
+class VGGishRelease(Release):
+    name, modality = "vggish_release", "audio"
+
+
+class VGG19Release(Release):
+    name, modality = "vgg19_release", "visual"

@@ -40,9 +40,6 @@ class Reduction:
     def __init__(self, dim: int | None = None):
         self.dim = dim
 
-    def out_channels(self, c: int) -> int:
-        return c if self.dim is None else self.dim
-
     def fit(self, rows: Iterable[np.ndarray]) -> None:
         pass
 

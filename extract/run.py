@@ -1,6 +1,7 @@
 """The extraction stage: one extractor over every video of the dataset, into one HDF5 cache.
 
-    python -m extract.run audio musicnn      # reads params.yaml `extractors.musicnn`, `extract.on_failure`
+    python -m extract.run audio musicnn --dataset features/dataset.h5 --out features/audio/musicnn.h5
+    # reads params.yaml `extractors.musicnn` and `extract`
 
 Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
 Every finished video is saved at once in a work folder beside the cache, so a killed stage
@@ -19,23 +20,31 @@ import os
 import platform
 import shutil
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 import h5py
 import numpy as np
 from tqdm import tqdm
 
-from extract import extractors, params as P
-from extract.cache import CacheWriter
-from extract.dataset import Dataset, read_dataset
+from avcache import lineage, params as P
+from avcache.cache import CacheWriter
+from avcache.dataset import Dataset, DatasetError, read_dataset
+from avcache.io import atomic_write
+from extract import extractors
 from extract.media import MediaError
 from extract.reduce import Reduction, make_reduction, pool_seconds
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE = ["extract/run.py", "extract/media.py", "extract/cache.py", "extract/reduce.py",
-        "extract/extractors/base.py"]
 POLICIES = ("stop", "exclude", "mask")
+
+
+@dataclass
+class ExtractParams:
+    """params.yaml ``extract``: options shared by every extraction stage."""
+    on_failure: Literal["mask", "exclude", "stop"] = "mask"
 
 
 class StageError(RuntimeError):
@@ -43,14 +52,8 @@ class StageError(RuntimeError):
 
 
 def code_sha256(name: str) -> str:
-    """Hash of the source files that determine this extractor's cache (the stage's code deps)."""
-    h = hashlib.sha256()
-    shared = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "extract/extractors/shared").glob("*.py"))
-    for rel in CODE + shared + [f"extract/extractors/{name}.py"]:
-        p = ROOT / rel
-        if p.is_file():
-            h.update(rel.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
+    """Hash of exactly the project files the stage extracting ``name`` runs (avcache.lineage)."""
+    return lineage.fingerprint(f"extract/{name}")["sha256"]
 
 
 def video_path(videos: str | Path, vid: str) -> Path:
@@ -66,16 +69,6 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     if reduction.per_video:
         values = reduction(values)
     return pool_seconds(values, times), decoded.facts(), decoded.notes()
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(file)`` into a temporary file, flushed to disk, then renamed over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def file_stamp(path: Path) -> str:
@@ -136,7 +129,6 @@ class WorkStore:
         p = self._fail(i)
         return json.loads(p.read_text())["reason"] if p.exists() else None
 
-
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -165,6 +157,7 @@ def check_writable(folder: Path) -> None:
 
 def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str | Path,
         out: Path, progress: bool = True, on_failure: str = "mask") -> Path:
+    """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``."""
     if on_failure not in POLICIES:
         raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
     out = Path(out)
@@ -197,10 +190,15 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
                 work.fail(i, reason)
         else:
             first_row[vid] = i
+            path = video_path(videos, vid)
             try:
-                work.put(i, *extract_video(extractor, reduction, video_path(videos, vid)), stamps[i])
+                work.put(i, *extract_video(extractor, reduction, path), stamps[i])
             except MediaError as e:
                 work.fail(i, str(e))
+            except Exception as e:  # not the file's fault: stop, naming the video, keep the rest
+                traceback.print_exc()
+                raise StageError(f"video {vid} ({path}): {type(e).__name__}: {e}. Finished videos are "
+                                 f"kept in {work.dir}; fix the cause and re-run") from None
         bar.update(1)
     bar.close()
 
@@ -222,11 +220,13 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
         reduction.fit(work.get(i)[0] for i in fit_rows)
     first = work.get(int(np.flatnonzero(valid)[0]))[0]
     shape = (first if reduction.per_video else reduction(first)).shape
+    code = lineage.fingerprint(f"extract/{name}")
     provenance = {**extractor.describe(), "name": name, "modality": modality,
                   "reduction": reduction.describe(), "fit_split": "train" if reduction.needs_fit else None,
                   "per_second": "mean of the frames whose time is in [t, t+1)",
                   "failure_policy": on_failure, "failed_videos": len(failed),
-                  "code_sha256": code_sha256(name), "dataset_order_sha256": dataset.order_sha256,
+                  "code_sha256": code["sha256"], "code_files": code["files"],
+                  "dataset_order_sha256": dataset.order_sha256,
                   "versions_io": {"numpy": np.__version__, "h5py": h5py.__version__,
                                   "av": av.__version__, "python": platform.python_version()}}
     with CacheWriter(out, ids, shape, provenance) as writer:
@@ -254,18 +254,22 @@ def write_report(path: Path, modality: str, name: str, ids: list[str], failed: d
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("modality", choices=["audio", "visual"])
-    ap.add_argument("name")
+    ap.add_argument("name", help="a registered extractor (params.yaml extractors.<name> holds its options)")
+    ap.add_argument("--dataset", required=True, help="the dataset file (features/dataset.h5)")
+    ap.add_argument("--out", required=True, help="the cache to write (features/<modality>/<name>.h5)")
     a = ap.parse_args(argv)
-    cfg = P.load()
-    dataset = read_dataset(P.DATASET_FILE)
-    options = (cfg.get("extractors") or {}).get(a.name)
-    if options is None:
-        raise SystemExit(f"params.yaml has no extractors.{a.name} section")
-    policy = (cfg.get("extract") or {}).get("on_failure", "mask")
-    out = P.cache_path(a.modality, a.name)
+    out = Path(a.out)
     try:
-        run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=policy)
-    except (extractors.WeightsNotFound, MediaError, StageError, ValueError) as e:
+        cfg = P.load()
+        stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
+        options = P.section(cfg, f"extractors.{a.name}")
+        dataset = read_dataset(a.dataset)
+        cls = extractors.get(a.name)
+        if hasattr(cls, "import_cache"):  # released features: nothing to decode
+            cls.import_cache(dataset, dataset.videos, out)
+        else:
+            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure)
+    except (extractors.WeightsNotFound, MediaError, StageError, ValueError, DatasetError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
     except OSError as e:
         what = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file grew past the size limit",

@@ -80,3 +80,34 @@ def write_seconds_video(path, colours, fps=25, sr=16000):
             frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
             out.mux(aus.encode(frame))
         out.mux(aus.encode(None))
+
+
+def save_tiny_wav2vec2(d):
+    """A small random wav2vec 2.0 with base's conv kernels and strides, as a save_pretrained folder."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(hidden_size=192, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=4)
+    Wav2Vec2Model(cfg).save_pretrained(d)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True).save_pretrained(d)
+    return str(d)
+
+
+def save_tiny_maskformer(d):
+    """A small random MaskFormer with ADE20k's 150 classes, as a save_pretrained folder."""
+    import torch
+    from transformers import (DetrConfig, MaskFormerConfig, MaskFormerForInstanceSegmentation,
+                              MaskFormerImageProcessor, SwinConfig)
+    torch.manual_seed(0)
+    cfg = MaskFormerConfig(
+        backbone_config=SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+                                   out_features=["stage1", "stage2", "stage3", "stage4"]),
+        decoder_config=DetrConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                                  decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                                  num_queries=100),
+        fpn_feature_size=32, mask_feature_size=32, id2label={i: f"c{i}" for i in range(150)})
+    MaskFormerForInstanceSegmentation(cfg).save_pretrained(d)
+    MaskFormerImageProcessor().save_pretrained(d)
+    return str(d)

@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from extract.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
-from extract.dataset import Dataset
+from avcache.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
+from avcache.dataset import Dataset
 
 
 def _ds(ids):

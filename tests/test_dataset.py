@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import AVE
-from extract.dataset import (DatasetError, SPLITS, load_ave, parse_annotations, read_dataset,
-                             write_dataset)
+from avcache.dataset import SPLITS, DatasetError, read_dataset, write_dataset
+from extract.dataset import load_ave, parse_annotations
 
 AVE_CLASSES = ["Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
                "Race car, auto racing", "Female speech, woman speaking", "Helicopter",

@@ -3,9 +3,9 @@ the same code that loads the real weights; alignment checked on a signal that ch
 import numpy as np
 import pytest
 
-from conftest import change_row, step_signal
+from conftest import change_row, save_tiny_wav2vec2, step_signal
 from extract import extractors, run
-from extract.cache import read_features, read_provenance
+from avcache.cache import read_features, read_provenance
 from extract.extractors import WeightsNotFound
 from extract.reduce import pool_seconds
 
@@ -200,16 +200,7 @@ def test_wav2vec_without_checkpoint_says_where_to_get_it(monkeypatch):
 
 @pytest.fixture(scope="module")
 def wav2vec2_dir(tmp_path_factory):
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(hidden_size=192, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
-                         num_conv_pos_embedding_groups=4)  # base's conv kernels and strides
-    d = tmp_path_factory.mktemp("w2v2")
-    Wav2Vec2Model(cfg).save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True).save_pretrained(d)
-    return str(d)
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("w2v2"))
 
 
 def test_wav2vec2_320_sample_stride_alignment(wav2vec2_dir):

@@ -3,9 +3,9 @@ and saved here, a tiny MaskFormer saved with save_pretrained), loaded by the pro
 import numpy as np
 import pytest
 
-from conftest import change_row, write_seconds_video
+from conftest import change_row, save_tiny_maskformer, write_seconds_video
 from extract import extractors, run
-from extract.cache import read_features, read_provenance
+from avcache.cache import read_features, read_provenance
 from extract.extractors import WeightsNotFound
 from extract.reduce import pool_seconds
 
@@ -91,21 +91,7 @@ def test_keras_weights_that_do_not_fit_stop_the_stage(keras_weights, tmp_path):
 
 @pytest.fixture(scope="module")
 def maskformer_dir(tmp_path_factory):
-    import torch
-    from transformers import (DetrConfig, MaskFormerConfig, MaskFormerForInstanceSegmentation,
-                              MaskFormerImageProcessor, SwinConfig)
-    torch.manual_seed(0)
-    cfg = MaskFormerConfig(
-        backbone_config=SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
-                                   out_features=["stage1", "stage2", "stage3", "stage4"]),
-        decoder_config=DetrConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                                  decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                                  num_queries=100),
-        fpn_feature_size=32, mask_feature_size=32, id2label={i: f"c{i}" for i in range(150)})  # ADE20k: 150
-    d = tmp_path_factory.mktemp("maskformer")
-    MaskFormerForInstanceSegmentation(cfg).save_pretrained(d)
-    MaskFormerImageProcessor().save_pretrained(d)
-    return str(d)
+    return save_tiny_maskformer(tmp_path_factory.mktemp("maskformer"))
 
 
 def test_maskformer_class_and_mask_outputs(maskformer_dir, demo_ds, tmp_path):

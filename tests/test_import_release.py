@@ -2,8 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
-from extract.cache import read_features, read_provenance
-from extract.dataset import Dataset
+from avcache.cache import read_features, read_provenance
+from avcache.dataset import Dataset
+from avcache.dataset import write_dataset
+from extract import run
 from extract.import_release import ReleaseError, import_release
 
 
@@ -29,14 +31,19 @@ def _release(folder, ds, labels=None, train=None):
     return audio, visual
 
 
-def test_import_writes_caches_equal_to_the_release(tmp_path):
+def test_the_release_is_a_pair_of_registered_caches(tmp_path, monkeypatch):
+    """`-S audio=vggish_release -S visual=vgg19_release`: the extraction stages import, row for row."""
     ds = _dataset()
     audio, visual = _release(tmp_path / "rel", ds)
-    paths = import_release(tmp_path / "rel", ds, tmp_path / "features")
-    assert [p.name for p in paths] == ["vggish_release.h5", "vgg19_release.h5"]
-    assert np.array_equal(read_features(paths[0], ds), audio)
-    assert np.array_equal(read_features(paths[1], ds), visual)
-    assert read_provenance(paths[1])["layer"].startswith("VGG-19 pool5")
+    ds.videos = str(tmp_path / "rel")  # dataset.videos names the release folder
+    write_dataset(ds, tmp_path / "dataset.h5")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("extractors: {vggish_release: {}, vgg19_release: {}}\n")
+    for modality, name, expect in (("audio", "vggish_release", audio), ("visual", "vgg19_release", visual)):
+        out = tmp_path / "features" / modality / f"{name}.h5"
+        run.main([modality, name, "--dataset", "dataset.h5", "--out", str(out)])
+        assert np.array_equal(read_features(out, ds), expect)
+    assert read_provenance(out)["layer"].startswith("VGG-19 pool5")
 
 
 def test_import_refuses_disagreeing_labels_or_splits(tmp_path):
@@ -45,8 +52,8 @@ def test_import_refuses_disagreeing_labels_or_splits(tmp_path):
     wrong[2] = np.roll(wrong[2], 1, axis=-1)
     _release(tmp_path / "a", ds, labels=wrong)
     with pytest.raises(ReleaseError, match="1 rows disagree with the dataset file .*row 2, video v2"):
-        import_release(tmp_path / "a", ds, tmp_path / "features")
+        import_release(tmp_path / "a", ds, "audio", tmp_path / "features/a.h5")
     _release(tmp_path / "b", ds, train=[0, 1, 2, 4])
     with pytest.raises(ReleaseError, match="train_order.h5: its 4 rows are not the 4 train rows"):
-        import_release(tmp_path / "b", ds, tmp_path / "features")
+        import_release(tmp_path / "b", ds, "visual", tmp_path / "features/v.h5")
     assert not (tmp_path / "features").exists()

@@ -1,4 +1,5 @@
 """The extraction stage end to end on a tiny demo, and the DVC pipeline itself."""
+import json
 import os
 import shutil
 import subprocess
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from avcache.cache import read_features, read_provenance
+from conftest import REPO, save_tiny_maskformer, save_tiny_wav2vec2
 from extract import run
-from extract.cache import read_features, read_provenance
 from extract.dataset import load_ave
 
 
@@ -36,7 +37,7 @@ def test_visual_stage_with_train_fitted_pca(demo_ds, tmp_path):
     # deterministic: a second run gives identical features
     again = run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e2.h5", progress=False)
     assert np.array_equal(feats, read_features(again, demo_ds))
-    assert not list(tmp_path.glob(".*fit.h5"))  # scratch removed
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["e.h5", "e.report.json", "e2.h5", "e2.report.json"]
 
 
 def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
@@ -67,44 +68,133 @@ def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, 
     assert report["failed"][0]["reason"].endswith("demo00000.mp4: file not found")
 
 
-@pytest.mark.skipif(shutil.which("dvc", path=os.path.dirname(sys.executable)) is None,
-                    reason="dvc not installed in this environment")
-def test_dvc_repro_then_up_to_date(tmp_path):
-    """The real pipeline on a 10-video demo: repro builds every cache, trains, evaluates; then nothing is stale."""
-    work = tmp_path / "repo"
+DVC = shutil.which("dvc", path=os.path.dirname(sys.executable))
+needs_dvc = pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment")
+
+
+class Project:
+    """A copy of this repository in a temporary folder, with git, running real `dvc` commands."""
+
+    def __init__(self, path):
+        self.path = path
+        self.env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+                    "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def sh(self, *cmd, ok=True):
+        r = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True)
+        if ok:
+            assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return r.stdout + r.stderr
+
+    def ran(self, out):
+        return [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
+
+    def params(self, **changes):
+        params = yaml.safe_load((self.path / "params.yaml").read_text())
+        for key, value in changes.items():
+            node = params
+            *parents, last = key.split("__")
+            for k in parents:
+                node = node[k]
+            node[last] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message):
+        self.sh("git", "add", "-A")
+        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The real pipeline on a 10-video demo, reproduced once: every cache built, trained, evaluated."""
+    if DVC is None:
+        pytest.skip("dvc not installed in this environment")
+    tmp = tmp_path_factory.mktemp("pipeline")
+    work = tmp / "repo"
     shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
         ".venv", ".git", "features", "data", "cache", "tmp", "dvc.lock", "__pycache__", "models",
-        "results", "dvclive", ".train_work", ".pytest_cache"))
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["demo"].update(videos=10, classes=2)
-    params["train"].update(epochs=2, batch_size=2, seeds=[0, 1], hidden_size=16)
-    params["extractors"]["efficientnet"].update(frames_per_second=1, reduction={"method": "pca", "dim": 8})
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-           "DVC_NO_ANALYTICS": "1"}
+        "results", "dvclive", "lineage", ".models.work", ".pytest_cache"))
+    p = Project(work)
+    p.params(demo__videos=10, demo__classes=2, train__epochs=2, train__batch_size=2, train__seeds=[0, 1],
+             models__av_att__hidden_size=16,
+             extractors__efficientnet__frames_per_second=1,
+             extractors__efficientnet__reduction={"method": "pca", "dim": 8},
+             extractors__wav2vec2__model=save_tiny_wav2vec2(tmp / "w2v2"),
+             extractors__wav2vec2__reduction={"method": "pca", "dim": 8},
+             extractors__maskformer__model=save_tiny_maskformer(tmp / "maskformer"),
+             extractors__maskformer__frames_per_second=1, extractors__maskformer__input_size=64)
+    p.sh("git", "init", "-q")
+    p.commit("init")  # dvclive and experiments need a commit
+    out = p.sh("dvc", "repro")
+    assert p.ran(out) == ["lineage", "demo", "dataset", "extract_audio", "extract_visual", "train", "evaluate"]
+    p.commit("repro")
+    return p
 
-    def sh(*cmd):
-        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-        assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-        return r.stdout
 
-    sh("git", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")  # dvclive needs a commit
-    sh("dvc", "repro")
-    assert (work / "features/audio/musicnn.h5").is_file()
-    assert (work / "features/visual/efficientnet.h5").is_file()
-    assert "test.acc" in sh("dvc", "metrics", "show")
-    assert "up to date" in sh("dvc", "status")
-    assert "didn't change" in sh("dvc", "repro").lower() or "up to date" in sh("dvc", "status")
-    # changing one extractor's params re-runs only that extractor
-    params["extractors"]["efficientnet"]["reduction"]["dim"] = 4
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = sh("dvc", "status")
-    assert "extract_visual@efficientnet" in status and "extract_audio@musicnn" not in status
-    # switching the model touches training and evaluation only
-    params["extractors"]["efficientnet"]["reduction"]["dim"] = 8
-    params["model"] = "dmrn"
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = sh("dvc", "status")
-    assert "train" in status and "extract_" not in status
+@needs_dvc
+def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(project):
+    p = project
+    assert (p.path / "features/audio/musicnn.h5").is_file()
+    assert (p.path / "features/visual/efficientnet.h5").is_file()
+    assert "test.acc" in p.sh("dvc", "metrics", "show")
+    assert "up to date" in p.sh("dvc", "status")
+    # a helper only wav2vec2 and maskformer import: no selected cache is affected
+    with open(p.path / "extract/extractors/shared/hf.py", "a") as f:
+        f.write("# edited\n")
+    status = p.sh("dvc", "status")
+    assert "lineage:" in status and "extract_" not in status and "train" not in status
+    assert p.ran(p.sh("dvc", "repro")) == ["lineage"]
+    assert "up to date" in p.sh("dvc", "status")
+    # a helper only EfficientNet imports: its stage, and nothing else, is stale
+    with open(p.path / "extract/extractors/shared/efficientnet.py", "a") as f:
+        f.write("# edited\n")
+    p.sh("dvc", "repro", "lineage")
+    status = p.sh("dvc", "status")
+    assert "extract_visual:" in status and "lineage/extract/efficientnet.json" in status
+    assert "extract_audio" not in status and "train:" not in status
+    # code the train stage imports (it did not, before: the cache reader) re-runs train
+    p.sh("git", "checkout", "-q", "extract")
+    with open(p.path / "avcache/pair.py", "a") as f:
+        f.write("# edited\n")
+    p.sh("dvc", "repro", "lineage")
+    status = p.sh("dvc", "status")
+    assert "train:" in status and "evaluate:" not in status and "extract_" not in status
+    p.sh("git", "checkout", "-q", "avcache")
+    p.sh("dvc", "repro", "lineage")
+    assert "up to date" in p.sh("dvc", "status")
+    # one extractor's params re-run only that extractor; the model only train and evaluate
+    p.params(extractors__efficientnet__reduction={"method": "pca", "dim": 4})
+    status = p.sh("dvc", "status")
+    assert "extract_visual:" in status and "extract_audio" not in status
+    p.sh("git", "checkout", "-q", "params.yaml")
+    p.params(model="dmrn")
+    status = p.sh("dvc", "status")
+    assert "train:" in status and "extract_" not in status
+    p.sh("git", "checkout", "-q", "params.yaml")
+    assert "up to date" in p.sh("dvc", "status")
+
+
+@needs_dvc
+def test_card_commands_select_caches_extract_once_and_compare(project):
+    """`dvc exp run -S audio=... -S visual=...` extracts a new pair once; switching back extracts nothing."""
+    p = project
+    out = p.sh("dvc", "exp", "run", "-n", "other-pair", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
+    assert p.ran(out) == ["extract_audio", "extract_visual", "train", "evaluate"]
+    assert read_provenance(p.path / "features/audio/wav2vec2.h5")["extractor"] == "wav2vec2"
+    out = p.sh("dvc", "exp", "run", "-n", "back", "-S", "audio=musicnn", "-S", "visual=efficientnet")
+    assert p.ran(out) == []  # every stage restored from DVC's run-cache: nothing extracted or trained
+    assert "Stage 'extract_audio' is cached - skipping run" in out
+    out = p.sh("dvc", "exp", "run", "-n", "again", "-S", "audio=wav2vec2", "-S", "visual=maskformer",
+               "-S", "model=dmrn")
+    assert p.ran(out) == ["train", "evaluate"]
+    diff = p.sh("dvc", "metrics", "diff", "other-pair", "again", "--all", "--json")
+    keys = json.loads(diff)["results/metrics.json"]
+    assert {"test.acc", "test.macro_f1", "test.auc_macro_ovr", "val.acc", "test.acc_std"} <= set(keys)
+    plots = p.sh("dvc", "plots", "diff", "other-pair", "again", "--json", "--split")
+    assert "dvclive/plots/metrics/seed0/val/acc.tsv" in plots and "results/confusion.csv" in plots
+    # an extractor whose weights cannot be had stops at once, saying what to set
+    r = subprocess.run(["dvc", "exp", "run", "-S", "audio=vggish"], cwd=p.path, env=p.env,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "set extractors.vggish.handle to that folder" in r.stdout + r.stderr
+    assert not (p.path / "features/audio/vggish.h5").exists()

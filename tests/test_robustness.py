@@ -17,8 +17,9 @@ import pytest
 
 from conftest import REPO
 from extract import extractors, run
-from extract.cache import read_features, read_valid
-from extract.dataset import load_ave, write_dataset
+from avcache.cache import read_features, read_valid
+from avcache.dataset import write_dataset
+from extract.dataset import load_ave
 from extract.media import MediaError, load_audio, load_frames
 from extract.reduce import make_reduction
 
@@ -257,6 +258,10 @@ def project(path, videos_dir_src, n=None):
     return path
 
 
+EXTRACT = ("extract.run", "audio", "musicnn", "--dataset", "features/dataset.h5",
+           "--out", "features/audio/musicnn.h5")
+
+
 def stage(cwd, *args, limit_bytes=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -271,7 +276,7 @@ def stage(cwd, *args, limit_bytes=None):
 def reference_cache(demo20, tmp_path_factory):
     """An uninterrupted run of the audio stage, to compare resumed runs with."""
     root = project(tmp_path_factory.mktemp("ref"), Path(demo20.source))
-    p = stage(root, "extract.run", "audio", "musicnn")
+    p = stage(root, *EXTRACT)
     assert p.wait(timeout=600) == 0, p.stderr.read()
     return root / "features" / "audio"
 
@@ -282,7 +287,7 @@ def rows_done(root):
 
 def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, reference_cache, tmp_path):
     root = project(tmp_path / "p", Path(demo20.source))
-    p = stage(root, "extract.run", "audio", "musicnn")
+    p = stage(root, *EXTRACT)
     deadline = time.time() + 300
     while rows_done(root) < 4 and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -292,7 +297,7 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
     done = rows_done(root)
     assert 4 <= done < 20 and not (root / "features/audio/musicnn.h5").exists()
     stamps = {f: f.stat().st_mtime_ns for f in (root / "features/audio").glob(".musicnn.work-*/rows/*.npz")}
-    p = stage(root, "extract.run", "audio", "musicnn")
+    p = stage(root, *EXTRACT)
     seen = {}
     while p.poll() is None:  # the finished rows are reused, not rewritten
         for f in list(stamps):
@@ -309,14 +314,14 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
 
 def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_cache, tmp_path):
     root = project(tmp_path / "p", Path(demo20.source))
-    p = stage(root, "extract.run", "audio", "musicnn", limit_bytes=60_000)  # rows fit, the cache does not
+    p = stage(root, *EXTRACT, limit_bytes=60_000)  # rows fit, the cache does not
     assert p.wait(timeout=600) != 0
     err = p.stderr.read()
     assert "cannot write" in err and "a file grew past the size limit" in err
     assert "finished videos are kept and will not be recomputed" in err
     assert rows_done(root) == 20 and not (root / "features/audio/musicnn.h5").exists()
     assert not list((root / "features/audio").glob("*.tmp"))
-    p = stage(root, "extract.run", "audio", "musicnn")
+    p = stage(root, *EXTRACT)
     assert p.wait(timeout=600) == 0, p.stderr.read()
     assert "resuming audio/musicnn: 20 of 20" in p.stderr.read()
     assert (root / "features/audio/musicnn.h5").read_bytes() == (reference_cache / "musicnn.h5").read_bytes()
@@ -325,20 +330,20 @@ def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_ca
 def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     import torch
     from test_train import make_project
-    params = ("audio: fa\nvisual: fv\nmodel: av_att\n"
-              "train: {epochs: 60, batch_size: 8, seeds: [0], hidden_dim: 16, hidden_size: 32}\n")
+    from test_train import PARAMS, STAGE_ARGS
+    params = PARAMS.replace("epochs: 15", "epochs: 60").replace("seeds: [0, 1]", "seeds: [0]")
     ref, crash = tmp_path / "ref", tmp_path / "crash"
     for d in (ref, crash):
         d.mkdir()
         make_project(d)
         (d / "params.yaml").write_text(params)
-    p = stage(ref, "train.train")
+    p = stage(ref, "train.train", *STAGE_ARGS, "--live", "dvclive")
     assert p.wait(timeout=600) == 0, p.stderr.read()
-    p = stage(crash, "train.train")
+    p = stage(crash, "train.train", *STAGE_ARGS, "--live", "dvclive")
     state = None
     deadline = time.time() + 300
     while p.poll() is None and time.time() < deadline:
-        states = list(crash.glob(".train_work/*/seed0.state.pt"))
+        states = list(crash.glob(".models.work/*/seed0.state.pt"))
         if states:
             try:
                 if torch.load(states[0], weights_only=False)["epoch"] >= 5:
@@ -351,7 +356,7 @@ def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert not (crash / "models/seed0.pt").exists()
-    p = stage(crash, "train.train")
+    p = stage(crash, "train.train", *STAGE_ARGS, "--live", "dvclive")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     a = torch.load(ref / "models/seed0.pt", weights_only=False)
     b = torch.load(crash / "models/seed0.pt", weights_only=False)
@@ -359,19 +364,19 @@ def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert (ref / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text() == \
         (crash / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text()
-    assert not list(crash.glob(".train_work/*"))
+    assert not list(crash.glob(".models.work/*"))
 
 
 def test_corrupt_training_state_restarts_the_seed_cleanly(tmp_path, monkeypatch):
-    from test_train import make_project
+    from test_train import AUDIO, DATASET, SMALL, VISUAL, make_project
     from train import train
     make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    data = train.load_data("fa", "fv")
-    recipe = train.Recipe(epochs=6, batch_size=8, seeds=[0], hidden_dim=16, hidden_size=32)
-    clean, s1 = train.train_one("av_att", data, recipe, 0, None, progress=False)
+    data = train.load_data(DATASET, AUDIO, VISUAL)
+    recipe = train.Recipe(epochs=6, batch_size=8, seeds=[0])
+    clean, s1 = train.train_one("av_att", SMALL, data, recipe, 0, None, progress=False)
     state = tmp_path / "seed0.state.pt"
     state.write_bytes(b"\x80\x02 not a checkpoint")
-    again, s2 = train.train_one("av_att", data, recipe, 0, None, progress=False, state_path=state)
+    again, s2 = train.train_one("av_att", SMALL, data, recipe, 0, None, progress=False, state_path=state)
     assert s1 == s2 and all(np.array_equal(a, b) for a, b in
                             zip(clean.state_dict().values(), again.state_dict().values()))

@@ -6,12 +6,22 @@ whose loss is applied to these probabilities).
 
 With the reference shapes (Da=128, R=49, Dv=512, C=29) ``av_att`` and ``dmrn`` have exactly the
 reference's parameter names and shapes (att_Net / TBMRF_Net), so its checkpoints' state dicts load.
+
+Options come from params.yaml ``models.<name>`` and are checked against the constructor (an unknown
+key or a wrong type is an error naming it). A checkpoint holds the model name, its options, the
+input shapes and the state dict, so ``load_checkpoint`` rebuilds it with nothing else.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from avcache.io import atomic_write
+from avcache.params import ParamsError, check_call
 
 
 class AttentionNet(nn.Module):
@@ -23,7 +33,7 @@ class AttentionNet(nn.Module):
     xavier = ("affine_v", "affine_g", "affine_h", "affine_audio", "affine_video")
 
     def __init__(self, audio_dim: int, visual_dim: int, regions: int, n_classes: int,
-                 hidden_dim: int = 128, hidden_size: int = 512, cell: str = "lstm",
+                 hidden_dim: int = 128, hidden_size: int = 512, cell: Literal["lstm", "gru"] = "lstm",
                  use_audio: bool = True, use_visual: bool = True):
         super().__init__()
         self.cell, self.hidden_dim = cell, hidden_dim
@@ -75,8 +85,9 @@ class AVAtt(AttentionNet):
 
     xavier = AttentionNet.xavier + ("L1", "L2")
 
-    def __init__(self, audio_dim, visual_dim, regions, n_classes, hidden_dim=128, hidden_size=512,
-                 cell="lstm", use_audio=True, use_visual=True):
+    def __init__(self, audio_dim: int, visual_dim: int, regions: int, n_classes: int,
+                 hidden_dim: int = 128, hidden_size: int = 512, cell: Literal["lstm", "gru"] = "lstm",
+                 use_audio: bool = True, use_visual: bool = True):
         super().__init__(audio_dim, visual_dim, regions, n_classes, hidden_dim, hidden_size, cell,
                          use_audio, use_visual)
         self.L1 = nn.Linear(hidden_dim * 2 * (use_audio + use_visual), 64)
@@ -99,8 +110,11 @@ class DMRN(AttentionNet):
 
     xavier = ("L2",)
 
-    def __init__(self, audio_dim, visual_dim, regions, n_classes, hidden_dim=128, hidden_size=512,
-                 cell="lstm", blocks: int = 1):
+    def __init__(self, audio_dim: int, visual_dim: int, regions: int, n_classes: int,
+                 hidden_dim: int = 128, hidden_size: int = 512, cell: Literal["lstm", "gru"] = "lstm",
+                 blocks: int = 1):
+        if blocks < 1:
+            raise ParamsError(f"params.yaml: DMRN blocks must be at least 1, got {blocks}")
         super().__init__(audio_dim, visual_dim, regions, n_classes, hidden_dim, hidden_size, cell)
         d = hidden_dim * 2
         self.nb_block = blocks
@@ -118,18 +132,53 @@ class DMRN(AttentionNet):
         return (out, alpha) if return_attention else out
 
 
+# name -> (class, options fixed by the name); the other constructor options are params
+BOTH = {"use_audio": True, "use_visual": True}
 MODELS = {
-    "av_att": lambda **k: AVAtt(**k),
-    "av_att_gru": lambda **k: AVAtt(cell="gru", **k),
-    "dmrn": lambda **k: DMRN(**k),
-    "dmrn_gru": lambda **k: DMRN(cell="gru", **k),
-    "audio_only": lambda **k: AVAtt(use_visual=False, **k),
-    "visual_only": lambda **k: AVAtt(use_audio=False, **k),
+    "av_att": (AVAtt, BOTH),
+    "av_att_gru": (AVAtt, {**BOTH, "cell": "gru"}),
+    "dmrn": (DMRN, {}),
+    "dmrn_gru": (DMRN, {"cell": "gru"}),
+    "audio_only": (AVAtt, {"use_audio": True, "use_visual": False}),
+    "visual_only": (AVAtt, {"use_audio": False, "use_visual": True}),
 }
+SHAPES = ("audio_dim", "visual_dim", "regions", "n_classes")
+
+
+def check_options(name: str, options: dict | None) -> dict:
+    """``options`` validated against the model's constructor (params.yaml ``models.<name>``)."""
+    if name not in MODELS:
+        raise ParamsError(f"params.yaml: unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    cls, fixed = MODELS[name]
+    return check_call(cls, options, f"models.{name}", skip=SHAPES + tuple(fixed))
 
 
 def build(name: str, audio_dim: int, visual_dim: int, regions: int, n_classes: int, **options) -> nn.Module:
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](audio_dim=audio_dim, visual_dim=visual_dim, regions=regions,
-                        n_classes=n_classes, **options)
+    options = check_options(name, options)
+    cls, fixed = MODELS[name]
+    return cls(audio_dim=audio_dim, visual_dim=visual_dim, regions=regions, n_classes=n_classes,
+               **fixed, **options)
+
+
+def save_checkpoint(path: Path, model: nn.Module, name: str, options: dict, shapes: dict, **meta) -> None:
+    """Everything needed to rebuild the model (name, options, input shapes) plus ``meta``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save({"model": name, "options": options, "shapes": shapes,
+                                             "state_dict": model.state_dict(), **meta}, f))
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """(the model in eval mode, the checkpoint's other fields)."""
+    ck = torch.load(path, weights_only=False)
+    model = build(ck["model"], **ck["shapes"], **ck["options"])
+    model.load_state_dict(ck.pop("state_dict"))
+    return model.eval(), ck
+
+
+@torch.no_grad()
+def predict(model: nn.Module, audio: torch.Tensor, visual: torch.Tensor, idx: torch.Tensor,
+            batch: int = 256) -> torch.Tensor:
+    """The model's outputs [len(idx), T, C] for rows ``idx``, in batches."""
+    model.eval()
+    return torch.cat([model(audio[idx[i:i + batch]], visual[idx[i:i + batch]])
+                      for i in range(0, len(idx), batch)])

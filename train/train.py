@@ -1,8 +1,10 @@
-"""Train one model per seed on the cached features; keep the checkpoint with the best val accuracy.
+"""Train one model per seed on a pair of cached features; keep the checkpoint best on val.
 
-    python -m train.train          # the DVC stage: reads params.yaml `audio`, `visual`, `model`, `train`
+    python -m train.train --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
+        --visual features/visual/efficientnet.h5 --models models --live dvclive
+    # reads params.yaml `model`, `models.<model>` and `train`
 
-The selected caches are loaded once and kept in memory as tensors; batches are index gathers.
+The caches are loaded once and kept in memory as tensors; batches are index gathers.
 The recipe defaults are the reference's: Adam(1e-3), StepLR stepped per iteration
 (15000 iterations, x0.1), batch 64 with the last partial batch dropped, 300 epochs,
 MultiLabelSoftMarginLoss on the softmax outputs. Unlike the reference (which "validated" on the
@@ -10,6 +12,7 @@ test split), checkpoints are selected on the validation split; test is never loo
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
@@ -22,68 +25,52 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from extract import params as P
-from extract.cache import read_features, read_provenance, read_valid
-from extract.dataset import Dataset, read_dataset
-from extract.run import atomic_write
-from train.models import build
-
-MODELS_DIR = Path("models")
-LIVE_DIR = Path("dvclive")
-WORK_DIR = Path(".train_work")  # per-epoch resume state; outside `models/`, which DVC clears
+from avcache import params as P
+from avcache.cache import CacheError, read_provenance
+from avcache.dataset import DatasetError
+from avcache.io import atomic_write, atomic_write_text
+from avcache.pair import Pair, load_pair
+from train.models import build, check_options, predict, save_checkpoint
 
 
 @dataclass
 class Recipe:
+    """params.yaml ``train``; the defaults are the reference recipe for AVE."""
     epochs: int = 300
     batch_size: int = 64
     lr: float = 1e-3
     lr_step: int = 15000  # iterations
     lr_gamma: float = 0.1
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    hidden_dim: int = 128
-    hidden_size: int = 512
+
+    def check(self, where: str) -> None:
+        for k in ("epochs", "batch_size", "lr", "lr_step", "lr_gamma"):
+            if getattr(self, k) <= 0:
+                raise P.ParamsError(f"params.yaml: {where}.{k} must be positive, got {getattr(self, k)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise P.ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
 
 
 @dataclass
 class Data:
-    """Everything a model needs, in memory: features as [N, T, D] and [N, T, R, C] tensors.
-
-    ``excluded`` rows (a failed video under the ``exclude`` policy) are in no split; ``masked``
-    rows (``mask`` policy) are left out of training and validation but stay in test, so the
-    official test set is evaluated whole.
-    """
+    """A pair of caches as tensors: features [N, T, D] and [N, T, R, C], one-hot labels [N, T, C]."""
     audio: torch.Tensor
     visual: torch.Tensor
-    labels: torch.Tensor  # [N, T, classes] float one-hot
-    dataset: Dataset
-    audio_name: str = ""
-    visual_name: str = ""
-    excluded: np.ndarray | None = None
-    masked: np.ndarray | None = None
+    labels: torch.Tensor
+    pair: Pair
 
     def split(self, name: str) -> torch.Tensor:
-        idx = self.dataset.indices(name)
-        drop = np.zeros(len(self.labels), bool)
-        if self.excluded is not None:
-            drop |= self.excluded
-        if self.masked is not None and name != "test":
-            drop |= self.masked
-        return torch.from_numpy(idx[~drop[idx]])
+        return torch.from_numpy(self.pair.split(name))
+
+    @property
+    def shapes(self) -> dict:
+        return {"audio_dim": self.audio.shape[-1], "visual_dim": self.visual.shape[-1],
+                "regions": self.visual.shape[2], "n_classes": self.labels.shape[-1]}
 
 
-def load_data(audio: str, visual: str, dataset: Dataset | None = None) -> Data:
-    dataset = dataset or read_dataset(P.DATASET_FILE)
-    a = read_features(P.cache_path("audio", audio), dataset)
-    v = read_features(P.cache_path("visual", visual), dataset)
-    v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
-    excluded = np.zeros(len(a), bool)
-    masked = np.zeros(len(a), bool)
-    for modality, name in (("audio", audio), ("visual", visual)):
-        valid, policy = read_valid(P.cache_path(modality, name), dataset)
-        (excluded if policy == "exclude" else masked)[~valid] = True
-    return Data(torch.from_numpy(a), torch.from_numpy(v), torch.from_numpy(dataset.labels).float(),
-                dataset, audio, visual, excluded, masked & ~excluded)
+def load_data(dataset, audio, visual) -> Data:
+    pair = load_pair(dataset, audio, visual)
+    return Data(torch.from_numpy(pair.audio), torch.from_numpy(pair.visual), torch.from_numpy(pair.labels), pair)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -94,25 +81,8 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_model(name: str, data: Data, recipe: Recipe) -> nn.Module:
-    return build(name, audio_dim=data.audio.shape[-1], visual_dim=data.visual.shape[-1],
-                 regions=data.visual.shape[2], n_classes=data.labels.shape[-1],
-                 hidden_dim=recipe.hidden_dim, hidden_size=recipe.hidden_size)
-
-
 def segment_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return (probs.argmax(-1) == labels.argmax(-1)).float().mean().item()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, data: Data, idx: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(data.audio[idx[i:i + batch]], data.visual[idx[i:i + batch]])
-                      for i in range(0, len(idx), batch)])
-
-
-def _save_atomic(obj, path: Path) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _load_resume(path: Path | None):
@@ -126,7 +96,7 @@ def _load_resume(path: Path | None):
         return None
 
 
-def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
+def train_one(model_name: str, options: dict, data: Data, recipe: Recipe, seed: int, live=None,
               progress: bool = True, state_path: Path | None = None) -> tuple[nn.Module, dict]:
     """Train with one seed; returns the model holding its best-on-val weights, and a summary.
 
@@ -135,7 +105,7 @@ def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
     resumes from it; the result is identical to an uninterrupted run.
     """
     gen = seed_everything(seed)
-    model = make_model(model_name, data, recipe)
+    model = build(model_name, **data.shapes, **options)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_gamma)
     loss_fn = nn.MultiLabelSoftMarginLoss()
@@ -169,15 +139,16 @@ def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
             total += loss.item()
             correct += (probs.argmax(-1) == data.labels[idx].argmax(-1)).sum().item()
             seen += idx.numel() * data.labels.shape[1]
-        val_acc = segment_accuracy(predict(model, data, val_idx), data.labels[val_idx])
+        val_acc = segment_accuracy(predict(model, data.audio, data.visual, val_idx), data.labels[val_idx])
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         history.append({"epoch": epoch, "train/loss": total / n_batches, "train/acc": correct / seen,
                         "val/acc": val_acc})
         if state_path is not None:
-            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                          "gen": gen.get_state(), "best": best, "history": history, "epoch": epoch}, state_path)
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "gen": gen.get_state(), "best": best, "history": history, "epoch": epoch}
+            atomic_write(state_path, lambda f: torch.save(state, f))
         bar.update(1)
         bar.set_postfix(loss=f"{total / n_batches:.4f}", val=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
     bar.close()
@@ -190,57 +161,62 @@ def train_one(model_name: str, data: Data, recipe: Recipe, seed: int, live=None,
     return model, {"seed": seed, "best_epoch": best["epoch"], "val_acc": best["val_acc"]}
 
 
-def save_checkpoint(path: Path, model: nn.Module, model_name: str, data: Data, recipe: Recipe,
-                    summary: dict) -> None:
-    """State dict plus everything needed to rebuild the model and to know what it was trained on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save_atomic({"model": model_name, "state_dict": model.state_dict(), "recipe": asdict(recipe),
-                "audio": data.audio_name, "visual": data.visual_name,
-                "shapes": {"audio": list(data.audio.shape[2:]), "visual": list(data.visual.shape[2:])},
-                "caches": {m: read_provenance(P.cache_path(m, n)).get("code_sha256")
-                           for m, n in (("audio", data.audio_name), ("visual", data.visual_name))},
-                "summary": summary}, path)
-
-
-def load_checkpoint(path: Path, data: Data) -> nn.Module:
-    ck = torch.load(path, weights_only=False)
-    recipe = Recipe(**ck["recipe"])
-    model = make_model(ck["model"], data, recipe)
-    model.load_state_dict(ck["state_dict"])
-    return model.eval()
-
-
-def run_key(model_name: str, data: Data, recipe: Recipe) -> str:
-    """What a resumable run depends on: model, recipe and the exact cache contents."""
-    h = hashlib.sha256(json.dumps([model_name, asdict(recipe)], sort_keys=True).encode())
-    for modality, name in (("audio", data.audio_name), ("visual", data.visual_name)):
-        with open(P.cache_path(modality, name), "rb") as f:
+def run_key(model_name: str, options: dict, recipe: Recipe, caches: list[Path]) -> str:
+    """What a resumable run depends on: model, options, recipe and the exact cache contents."""
+    h = hashlib.sha256(json.dumps([model_name, options, asdict(recipe)], sort_keys=True).encode())
+    for path in caches:
+        with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:16]
 
 
-def main() -> None:
-    cfg = P.load()
-    recipe = Recipe(**cfg.get("train", {}))
-    data = load_data(cfg["audio"], cfg["visual"])
-    from dvclive import Live
-    MODELS_DIR.mkdir(exist_ok=True)
-    for old in MODELS_DIR.glob("*.pt"):
+def train(model_name: str, options: dict, recipe: Recipe, dataset: Path, audio: Path, visual: Path,
+          models_dir: Path, live_dir: Path | None, progress: bool = True) -> list[dict]:
+    """The stage: one checkpoint per seed in ``models_dir`` plus ``training.json``."""
+    data = load_data(dataset, audio, visual)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for old in models_dir.glob("*.pt"):
         old.unlink()
-    work = WORK_DIR / run_key(cfg["model"], data, recipe)
+    work = models_dir.parent / f".{models_dir.name}.work" / run_key(model_name, options, recipe, [audio, visual])
     work.mkdir(parents=True, exist_ok=True)
+    caches = {m: {"path": str(p), **{k: read_provenance(p).get(k) for k in ("name", "extractor", "code_sha256")}}
+              for m, p in (("audio", audio), ("visual", visual))}
     summaries = []
-    with Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    from dvclive import Live
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if live_dir else None
+    try:
         for seed in recipe.seeds:
-            model, summary = train_one(cfg["model"], data, recipe, seed, live,
+            model, summary = train_one(model_name, options, data, recipe, seed, live, progress,
                                        state_path=work / f"seed{seed}.state.pt")
-            save_checkpoint(MODELS_DIR / f"seed{seed}.pt", model, cfg["model"], data, recipe, summary)
+            save_checkpoint(models_dir / f"seed{seed}.pt", model, model_name, options, data.shapes,
+                            recipe=asdict(recipe), caches=caches, summary=summary)
             summaries.append(summary)
-    (MODELS_DIR / "training.json").write_text(json.dumps(
-        {"model": cfg["model"], "audio": cfg["audio"], "visual": cfg["visual"], "seeds": summaries},
-        indent=2) + "\n")
+    finally:
+        if live is not None:
+            live.end()
+    atomic_write_text(models_dir / "training.json", json.dumps(
+        {"model": model_name, "options": options, "caches": caches, "seeds": summaries}, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+    return summaries
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, required=True, help="the audio cache")
+    ap.add_argument("--visual", type=Path, required=True, help="the visual cache")
+    ap.add_argument("--models", type=Path, required=True, help="folder for seed<k>.pt and training.json")
+    ap.add_argument("--live", type=Path, help="dvclive folder for the training curves")
+    a = ap.parse_args(argv)
+    try:
+        cfg = P.load()
+        name = cfg.get("model")
+        options = check_options(name, P.section(cfg, f"models.{name}"))
+        recipe = P.from_params(Recipe, cfg.get("train"), "train")
+        summaries = train(name, options, recipe, a.dataset, a.audio, a.visual, a.models, a.live)
+    except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
+        raise SystemExit(f"train: {e}") from None
     for s in summaries:
         print(f"seed {s['seed']}: best val acc {s['val_acc']:.4f} at epoch {s['best_epoch']}")
 

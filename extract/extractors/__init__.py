@@ -1,14 +1,14 @@
 """The extractor registry: a name in params.yaml -> the class that builds it.
 
-Adding an extractor is one module in this folder, named like its registry key (dvc.yaml tracks
-``extract/extractors/<name>.py`` as the stage's code), plus one line below. Code used by several
-extractors lives in ``shared/``, which every extraction stage depends on.
+Adding an extractor is one module in this folder plus one line below (and its options under
+``extractors.<name>`` in params.yaml). Code used by several extractors lives in ``shared/``;
+each extraction stage depends on exactly the files its extractor imports (``avcache.lineage``).
 """
 from __future__ import annotations
 
 import importlib
-import inspect
 
+from avcache.params import ParamsError, check_call
 from extract.extractors.base import Extractor, WeightsNotFound  # noqa: F401
 
 REGISTRY = {
@@ -27,12 +27,15 @@ REGISTRY = {
     "efficientnet_v2l": "extract.extractors.efficientnet_v2l:EfficientNetV2L",
     "convnext": "extract.extractors.convnext:ConvNeXt",
     "maskformer": "extract.extractors.maskformer:MaskFormer",
+    # the AVE authors' released features, imported rather than extracted
+    "vggish_release": "extract.import_release:VGGishRelease",
+    "vgg19_release": "extract.import_release:VGG19Release",
 }
 
 
 def get(name: str) -> type[Extractor]:
     if name not in REGISTRY:
-        raise KeyError(f"unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+        raise ParamsError(f"unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -40,9 +43,4 @@ def get(name: str) -> type[Extractor]:
 def create(name: str, options: dict) -> Extractor:
     """Build an extractor from its params.yaml options (``reduction`` is not the extractor's)."""
     cls = get(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = set(options) - accepted
-    if unknown:
-        raise ValueError(f"extractors.{name}: unknown option(s) {sorted(unknown)}; "
-                         f"accepted: {sorted(accepted)}")
-    return cls(**options)
+    return cls(**check_call(cls, options, f"extractors.{name}"))

@@ -12,18 +12,18 @@ Layout of ``features/<modality>/<name>.h5``:
                     the main fields, ``video_order_sha256`` and ``complete``.
 
 A file is written under a temporary name and renamed into place only once every row is
-written, so a half-written cache never sits at the output path.
+written (``avcache.io.atomic_path``), so a half-written cache never sits at the output path.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from extract.dataset import Dataset, order_hash
+from avcache.dataset import Dataset, order_hash
+from avcache.io import atomic_path
 
 FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction",
               "code_sha256")
@@ -49,7 +49,8 @@ class CacheWriter:
                  provenance: dict):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._publish = atomic_path(self.path)
+        self.tmp = self._publish.__enter__()
         self.n = len(video_ids)
         self.done = np.zeros(self.n, bool)
         self.f = h5py.File(self.tmp, "w")
@@ -87,6 +88,7 @@ class CacheWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        """Publish (flag complete, fsync, rename) on a clean exit; otherwise leave nothing behind."""
         try:
             if exc_type is None:
                 if not self.done.all():
@@ -96,22 +98,21 @@ class CacheWriter:
                     media.create_dataset(k, data=v)
                 self.f.attrs["complete"] = True
             self.f.close()
-        except BaseException:
-            self._discard()
+        except BaseException as e:
+            self._close_quietly()
+            self._publish.__exit__(type(e), e, e.__traceback__)
             raise
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self._discard()
+        if exc_type is not None:
+            self._close_quietly()
+        self._publish.__exit__(exc_type, exc, tb)
         return False
 
-    def _discard(self) -> None:
-        """Drop the temporary file; closing may fail again (a full disk), which changes nothing."""
+    def _close_quietly(self) -> None:
+        """Closing may fail again (a full disk); the temporary file is dropped either way."""
         try:
             self.f.close()
         except Exception:
             pass
-        self.tmp.unlink(missing_ok=True)
 
 
 def read_provenance(path: str | Path) -> dict:
