@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -113,10 +114,11 @@ def evaluate(dataset: Path, audio: Path, visual: Path, models_dir: Path, results
     _, seed, probs, labels = best
     c = len(names)
     actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)
-    with open(results / "confusion.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["actual", "predicted"])
-        w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["actual", "predicted"])
+    w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
+    atomic_write_text(results / "confusion.csv", table.getvalue())
     confusion_png(actual, predicted, names, results / "confusion.png", f"{what}: test, seed {seed}")
     if live_dir is not None and live_dir.is_dir():
         curves_png(live_dir, results / "curves.png", what)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from extract import demo, media
 from extract.dataset import load_ave
@@ -53,3 +54,21 @@ def test_demo_generation_is_byte_reproducible(tmp_path):
     assert [c.video_id for c in a] == [c.video_id for c in b]
     for name in ["Annotations.txt", "trainSet.txt", "AVE/demo00000.mp4", "AVE/demo00001.mp4"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.parametrize("stage, params, message", [
+    ("demo", "demo: {out: d, videos: 4, clases: 3}", r"demo: params.yaml: demo: unknown key\(s\) \['clases'\]"),
+    ("demo", "demo: {out: d, videos: four}", r"demo: params.yaml: demo.videos must be int, got 'four'"),
+    ("demo", "demo: {videos: 4}", r"demo: params.yaml: demo: missing key\(s\) \['out'\]"),
+    ("demo", "demo: {out: d, split: [0.5, 0.6, 0.1]}", r"demo: demo.split must be three non-negative"),
+    ("dataset", "dataset: {root: d}", r"dataset: params.yaml: dataset: missing key\(s\) \['videos'\]"),
+    ("dataset", "dataset: {root: nowhere, videos: v}", r"dataset: nowhere/Annotations.txt: annotation file not found"),
+])
+def test_bad_demo_and_dataset_params_name_the_key(tmp_path, monkeypatch, stage, params, message):
+    import re
+    from extract import dataset
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(params + "\n")
+    with pytest.raises(SystemExit) as e:
+        demo.main() if stage == "demo" else dataset.main(["--out", "features/dataset.h5"])
+    assert re.match(message, str(e.value)), str(e.value)

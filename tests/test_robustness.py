@@ -238,6 +238,27 @@ def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
     assert np.array_equal(again[0], first[1]) and not np.array_equal(again[0], first[0])
 
 
+def test_an_error_that_is_not_the_files_fault_names_the_video_and_keeps_the_others(tiny_demo, tmp_path,
+                                                                                 monkeypatch):
+    good_dir, _ = tiny_demo
+    ds = make_dataset(tmp_path / "d", good_dir, {})
+    from extract.extractors.musicnn import Musicnn
+    real = Musicnn.embed
+
+    def embed(self, samples):  # a model that breaks on the third video it sees
+        embed.calls += 1
+        if embed.calls == 3:
+            raise RuntimeError("out of memory")
+        return real(self, samples)
+    embed.calls = 0
+    monkeypatch.setattr(Musicnn, "embed", embed)
+    opts = {"reduction": {"method": "none"}}
+    with pytest.raises(run.StageError, match=rf"video {ds.video_ids[2]} \(.*{ds.video_ids[2]}.mp4\): "
+                                             r"RuntimeError: out of memory. Finished videos are kept"):
+        run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False)
+    assert len(list((tmp_path).glob(".m.work-*/rows/*.npz"))) == 2 and not (tmp_path / "m.h5").exists()
+
+
 def test_unwritable_output_folder_fails_before_any_work(tiny_demo, tmp_path):
     root, _ = tiny_demo
     ds = load_ave(root)
