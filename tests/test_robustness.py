@@ -24,7 +24,7 @@ from extract.reduce import make_reduction
 
 
 def colour(s):
-    return (17 * s, 0, 240 - 16 * s)
+    return (17 * (s % 15), 0, 240 - 16 * (s % 15))
 
 
 def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, video=True, audio=True,
@@ -62,6 +62,17 @@ def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, vide
                 out.mux(aus.encode(frame))
             out.mux(aus.encode(None))
     return path
+
+
+def remux(src, dst, fmt=None, streams=("video", "audio")):
+    """The same packets in another container."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt) as o:
+        pairs = {s.index: o.add_stream_from_template(s) for s in i.streams if s.type in streams}
+        for packet in i.demux():
+            if packet.stream.index in pairs and packet.dts is not None:
+                packet.stream = pairs[packet.stream.index]
+                o.mux(packet)
+    return dst
 
 
 def dominant_hz(x, sr=16000):
