@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from extract import extractors, params as P
+from extract import extractors, media, params as P
 from extract.cache import CacheWriter
 from extract.dataset import Dataset, read_dataset
 from extract.media import MediaError
@@ -54,7 +54,15 @@ def code_sha256(name: str) -> str:
 
 
 def video_path(videos: str | Path, vid: str) -> Path:
-    return Path(videos) / f"{vid}.mp4"
+    return media.find_video(videos, vid)
+
+
+def video_stamp(videos: str | Path, vid: str) -> str:
+    """The stamp of the file a video resolves to; a failed lookup fails the video later, not here."""
+    try:
+        return file_stamp(video_path(videos, vid))
+    except MediaError:
+        return "missing"
 
 
 def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarray, dict, list[str]]:
@@ -177,7 +185,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
         raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos))
-    stamps = [file_stamp(video_path(videos, vid)) for vid in ids]
+    stamps = [video_stamp(videos, vid) for vid in ids]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
         print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
