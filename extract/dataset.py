@@ -69,17 +69,29 @@ def order_hash(video_ids) -> str:
     return hashlib.sha256("\n".join(video_ids).encode()).hexdigest()
 
 
+def _is_header(fields: list[str]) -> bool:
+    """A first line of five fields whose start and end are names, not numbers (any column names)."""
+    def number(s):
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return False
+    return len(fields) == 5 and not number(fields[3].strip()) and not number(fields[4].strip())
+
+
 def parse_annotations(path: str | Path) -> list[Annotation]:
-    """Parse one AVE annotation file (``Category&YouTubeID&Quality&StartSec&EndSec`` per line)."""
+    """Parse one AVE annotation file (``Category&YouTubeID&Quality&StartSec&EndSec`` per line,
+    optionally below a header line such as ``HEADER``)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
     out = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = raw.strip()
-        if not line or (lineno == 1 and line == HEADER):
-            continue
         fields = line.split("&")
+        if not line or (lineno == 1 and _is_header(fields)):
+            continue
         where = f"{path}:{lineno}"
         if len(fields) != 5:
             raise DatasetError(
@@ -186,7 +198,10 @@ def read_dataset(path: str | Path) -> Dataset:
 
 def main() -> None:
     cfg = P.load()["dataset"]
-    ds = load_ave(cfg["root"])
+    try:
+        ds = load_ave(cfg["root"])
+    except DatasetError as e:  # the message names file and line: a traceback adds nothing
+        raise SystemExit(f"dataset: {e}") from None
     ds.videos = cfg["videos"]
     write_dataset(ds, P.DATASET_FILE)
     counts = {s: len(ds.indices(s)) for s in SPLITS}
