@@ -37,17 +37,29 @@ class DatasetParams:
     videos: str
 
 
+def _is_header(fields: list[str]) -> bool:
+    """A first line of five fields whose start and end are names, not numbers (any column names)."""
+    def number(s):
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return False
+    return len(fields) == 5 and not number(fields[3].strip()) and not number(fields[4].strip())
+
+
 def parse_annotations(path: str | Path) -> list[Annotation]:
-    """Parse one AVE annotation file (``Category&YouTubeID&Quality&StartSec&EndSec`` per line)."""
+    """Parse one AVE annotation file (``Category&YouTubeID&Quality&StartSec&EndSec`` per line,
+    optionally below a header line such as ``HEADER``)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
     out = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = raw.strip()
-        if not line or (lineno == 1 and line == HEADER):
-            continue
         fields = line.split("&")
+        if not line or (lineno == 1 and _is_header(fields)):
+            continue
         where = f"{path}:{lineno}"
         if len(fields) != 5:
             raise DatasetError(

@@ -30,11 +30,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from avcache import lineage, params as P
+from avcache import kernels, lineage, params as P
 from avcache.cache import CacheWriter
 from avcache.dataset import Dataset, DatasetError, read_dataset
 from avcache.io import atomic_write
-from extract import extractors
+from extract import extractors, media
 from extract.media import MediaError
 from extract.reduce import Reduction, make_reduction, pool_seconds
 
@@ -57,7 +57,15 @@ def code_sha256(name: str) -> str:
 
 
 def video_path(videos: str | Path, vid: str) -> Path:
-    return Path(videos) / f"{vid}.mp4"
+    return media.find_video(videos, vid)
+
+
+def video_stamp(videos: str | Path, vid: str) -> str:
+    """The stamp of the file a video resolves to; a failed lookup fails the video later, not here."""
+    try:
+        return file_stamp(video_path(videos, vid))
+    except MediaError:
+        return "missing"
 
 
 def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarray, dict, list[str]]:
@@ -170,7 +178,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
         raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos))
-    stamps = [file_stamp(video_path(videos, vid)) for vid in ids]
+    stamps = [video_stamp(videos, vid) for vid in ids]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
         print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
@@ -190,8 +198,9 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
                 work.fail(i, reason)
         else:
             first_row[vid] = i
-            path = video_path(videos, vid)
+            path = Path(videos) / vid
             try:
+                path = video_path(videos, vid)
                 work.put(i, *extract_video(extractor, reduction, path), stamps[i])
             except MediaError as e:
                 work.fail(i, str(e))
@@ -225,7 +234,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
                   "reduction": reduction.describe(), "fit_split": "train" if reduction.needs_fit else None,
                   "per_second": "mean of the frames whose time is in [t, t+1)",
                   "failure_policy": on_failure, "failed_videos": len(failed),
-                  "code_sha256": code["sha256"], "code_files": code["files"],
+                  "code_sha256": code["sha256"], "code_files": code["files"], "kernels": kernels.describe(),
                   "dataset_order_sha256": dataset.order_sha256,
                   "versions_io": {"numpy": np.__version__, "h5py": h5py.__version__,
                                   "av": av.__version__, "python": platform.python_version()}}

@@ -1,6 +1,10 @@
 from pathlib import Path
 
-import pytest
+from avcache.kernels import pin
+
+pin()  # as every stage does, before numpy, torch or TensorFlow load
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

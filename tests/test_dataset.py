@@ -68,6 +68,32 @@ def test_header_line_is_accepted(tmp_path):
     assert ds.labels[0].argmax(-1).tolist() == [0, 0, 0] + [2] * 7
 
 
+@pytest.mark.parametrize("header", ["Category&VideoID&Quality&StartSec&EndSec",  # as the README shows it
+                                    "class & youtube_id & quality & start & end", "a&b&c&d&e"])
+def test_any_header_line_is_recognised_by_its_shape(tmp_path, header):
+    ds = load_ave(_write(tmp_path / "d", f"{header}\nBark&a&good&0&3\n", train=f"{header}\nBark&a&good&0&3\n"))
+    assert ds.video_ids == ["a"] and ds.split.tolist() == [0]
+
+
+def test_a_first_line_with_one_bad_number_is_an_error_not_a_header(tmp_path):
+    with pytest.raises(DatasetError, match=r"Annotations.txt:1: start/end must be whole seconds, got '0', 'x'"):
+        load_ave(_write(tmp_path / "d", "Bark&a&good&0&x\n"))
+
+
+def test_the_stage_prints_a_dataset_error_as_one_line_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    _write(tmp_path / "d", "Category&VideoID&Quality&StartSec&EndSec\nBark&a&good&0&3\nBark&b&good&zero&3\n")
+    (tmp_path / "params.yaml").write_text(f"dataset: {{root: {tmp_path / 'd'}, videos: {tmp_path / 'd'}}}\n")
+    p = subprocess.run([sys.executable, "-m", "extract.dataset", "--out", "ds.h5"], cwd=tmp_path, capture_output=True, text=True,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"dataset: {tmp_path / 'd' / 'Annotations.txt'}:3: start/end must be whole seconds, got 'zero', '3'"]
+
+
 def test_one_video_with_two_classes_gives_two_rows(tmp_path):
     ann = "Bark&a&good&0&3\nCat&a&good&5&10\n"
     ds = load_ave(_write(tmp_path / "d", ann, train="Cat&a&good&5&10\n", test="Bark&a&good&0&3\n"))

@@ -25,7 +25,7 @@ from extract.reduce import make_reduction
 
 
 def colour(s):
-    return (17 * s, 0, 240 - 16 * s)
+    return (17 * (s % 15), 0, 240 - 16 * (s % 15))
 
 
 def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, video=True, audio=True,
@@ -63,6 +63,17 @@ def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, vide
                 out.mux(aus.encode(frame))
             out.mux(aus.encode(None))
     return path
+
+
+def remux(src, dst, fmt=None, streams=("video", "audio")):
+    """The same packets in another container."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt) as o:
+        pairs = {s.index: o.add_stream_from_template(s) for s in i.streams if s.type in streams}
+        for packet in i.demux():
+            if packet.stream.index in pairs and packet.dts is not None:
+                packet.stream = pairs[packet.stream.index]
+                o.mux(packet)
+    return dst
 
 
 def dominant_hz(x, sr=16000):
@@ -188,22 +199,27 @@ def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     bad = {"missing": lambda p: None,
            "empty": lambda p: p.write_bytes(b""),
            "noaudio": lambda p: encode(p, audio=False),
-           "short": lambda p: encode(p, seconds=2)}
+           "short": lambda p: encode(p, seconds=2),
+           "twice": lambda p: remux(encode(p), p.with_suffix(".mkv")),  # the same video in two files
+           "quicktime": lambda p: remux(encode(p.parent.parent / "q.mp4", seconds=4), p.with_suffix(".MOV"), "mov")}
     ds = make_dataset(tmp_path / "d", good_dir, bad)
     out = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="mask")
     feats = read_features(out, ds)
     valid, policy = read_valid(out, ds)
-    assert valid.tolist() == [True] * 6 + [False, False, False, True] and policy == "mask"
+    assert valid.tolist() == [True] * 6 + [False, False, False, True, False, True] and policy == "mask"
     alone = extractors.create("musicnn", {})
-    for i in list(range(6)) + [9]:
+    assert run.video_path(ds.videos, "quicktime").name == "quicktime.MOV"
+    for i in list(range(6)) + [9, 11]:
         row, _, _ = run.extract_video(alone, make_reduction(None), run.video_path(ds.videos, ds.video_ids[i]))
         assert np.array_equal(feats[i], row)
-    assert not feats[6:9].any()
+    assert not feats[6:9].any() and not feats[10].any()
     report = json.loads((tmp_path / "m.report.json").read_text())
     reasons = {f["video"]: f["reason"] for f in report["failed"]}
+    assert reasons["missing"].startswith(f"{ds.videos}: no file for video missing: looked for missing with .mkv, ")
     assert reasons["missing"].endswith("missing.mp4: file not found")
     assert reasons["empty"].endswith("empty file (0 bytes)") and reasons["noaudio"].endswith("no audio stream")
-    assert [a["video"] for a in report["altered"]] == ["short"]
+    assert reasons["twice"] == f"{ds.videos}: 2 files for video twice (twice.mkv and twice.mp4); keep one of them in the folder"
+    assert [a["video"] for a in report["altered"]] == ["short", "quicktime"]
     padded = float(re.match(r"audio padded with ([0-9.]+) s", report["altered"][0]["what"][0]).group(1))
     assert abs(padded - 8) < 0.1
 

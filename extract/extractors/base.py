@@ -53,11 +53,26 @@ class Extractor:
 
 
 class AudioExtractor(Extractor):
+    """Audio is decoded at its own rate, downmixed to the mean of its channels and resampled to
+    ``sample_rate`` with ``resampler`` (``media.RESAMPLERS``): set both to what the model's own
+    tools use, so the cache sees the waveform those tools would give it."""
     modality = "audio"
     sample_rate = 16000
+    resampler = "soxr_hq"  # librosa.load's default
 
     def decode(self, path):
-        return media.load_audio(path, self.sample_rate)
+        return media.load_audio(path, self.sample_rate, resampler=self.resampler)
+
+    def decoding(self) -> dict:
+        """How the waveform is prepared, for ``describe()``."""
+        return {"sample_rate": self.sample_rate, "downmix": "mean of the channels",
+                "resampler": self.resampler, "resampler_is": media.RESAMPLERS[self.resampler]}
+
+    def check_resampler(self) -> None:
+        """Stop before any video when the declared resampler's package is missing."""
+        problem = media.resampler_missing(self.resampler)
+        if problem:
+            raise WeightsNotFound(f"{self.name}: {problem}")
 
     def __call__(self, audio: media.Audio):
         return self.embed(audio.samples)
@@ -67,8 +82,12 @@ class AudioExtractor(Extractor):
 
 
 class VisualExtractor(Extractor):
+    """Frames are taken upright at their display geometry (pixel aspect applied) and fitted to
+    ``image_size`` as ``fit`` says (``media.FITS``); every built-in extractor stretches the whole
+    picture to its input, as keras' ``load_img(target_size=...)`` and the AVE baseline do."""
     modality = "visual"
     image_size = (224, 224)  # (width, height)
+    fit = "stretch"
 
     def __init__(self, frames_per_second: int = 16):
         if not (isinstance(frames_per_second, int) and frames_per_second > 0):
@@ -76,7 +95,7 @@ class VisualExtractor(Extractor):
         self.frames_per_second = frames_per_second
 
     def decode(self, path):
-        return media.load_frames(path, self.frames_per_second, self.image_size)
+        return media.load_frames(path, self.frames_per_second, self.image_size, fit=self.fit)
 
     def __call__(self, frames: media.Frames):
         return self.embed(frames.images), frames.times

@@ -40,6 +40,7 @@ def patch_starts(n_frames: int, seconds: int = 10) -> np.ndarray:
 class Musicnn(AudioExtractor):
     name = "musicnn"
     sample_rate = SR
+    resampler = "soxr_hq"  # musicnn's extractor loads with librosa.load(sr=16000)
 
     def __init__(self, model: str = "MTT_musicnn", layers=("cnn1", "cnn2", "cnn3"),
                  combine: str = "concat", weights: str | None = None):
@@ -131,6 +132,7 @@ class Musicnn(AudioExtractor):
                                                self.prefix + ".data-00000-of-00001"),
                 "layer": "+".join(self.layers), "combine": self.combine,
                 "input": f"log-mel {N_MELS} bands, {SR} Hz, hop {HOP}, 3-s patch per second",
+                "decoding": self.decoding(),
                 "versions": {"tensorflow": tf.__version__, "librosa": librosa.__version__}}
 
     def embed(self, samples):

@@ -21,6 +21,7 @@ CHOICES = {"input_repr": ("linear", "mel128", "mel256"), "content_type": ("music
 class OpenL3(AudioExtractor):
     name = "openl3"
     sample_rate = 48000
+    resampler = "kaiser_best"  # openl3's own preprocessing (and torchopenl3's default sampler) use resampy
 
     def __init__(self, input_repr: str = "mel256", content_type: str = "music",
                  embedding_size: int = 6144, hop: float = 0.1, weights: str | None = None,
@@ -70,7 +71,7 @@ class OpenL3(AudioExtractor):
                 f"{self.embedding_size}", "weights_source": self.source,
                 "weights_sha256": sha256_files(self.weights) if Path(self.weights).is_file() else None,
                 "layer": f"audio embedding ({self.embedding_size})",
-                "input": f"48 kHz, 1-s windows, hop {self.hop} s, centred",
+                "input": f"48 kHz, 1-s windows, hop {self.hop} s, centred", "decoding": self.decoding(),
                 "versions": {"torch": torch.__version__}}
 
     def embed(self, samples):

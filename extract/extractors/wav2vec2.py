@@ -16,6 +16,7 @@ from extract.extractors.shared.waveform import check_variant, conv_geometry, fra
 class Wav2Vec2(AudioExtractor):
     name = "wav2vec2"
     sample_rate = 16000
+    resampler = "soxr_hq"  # its examples load 16-kHz audio with librosa / soundfile
 
     def __init__(self, model: str = "facebook/wav2vec2-base", layer: str | int = "last",
                  variant: str = "standard"):
@@ -33,7 +34,8 @@ class Wav2Vec2(AudioExtractor):
     def describe(self):
         return {"extractor": self.name, **hf.describe(self.model_id),
                 "layer": str(self.layer), "variant": self.variant,
-                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}"}
+                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
+                "decoding": self.decoding()}
 
     def _frames(self, wave):
         import torch

@@ -33,6 +33,7 @@ def _trusted_pickle():
 class FairseqWav2Vec(AudioExtractor):
     """Subclasses set ``name``, ``layers`` (allowed), ``release`` (file name) and ``quantized``."""
     sample_rate = 16000
+    resampler = "soxr_hq"  # fairseq reads 16-kHz files with soundfile; librosa's default to get there
     layers: tuple[str, ...] = ("z", "c")
     release = ""
     quantized = False
@@ -78,6 +79,7 @@ class FairseqWav2Vec(AudioExtractor):
                 "weights_source": self.source, "weights_sha256": sha256_files(self.checkpoint),
                 "layer": self.layer, "variant": self.variant,
                 "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
+                "decoding": self.decoding(),
                 "versions": {"torch": torch.__version__, "fairseq": fairseq.__version__}}
 
     def _frames(self, wave):

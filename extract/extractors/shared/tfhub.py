@@ -49,12 +49,14 @@ def savedmodel_sha256(handle: str) -> str | None:
 class HubAudioExtractor(AudioExtractor):
     """A TF Hub model called on the whole 10-s waveform; row k is centred at k*hop + 0.48 s."""
     sample_rate = 16000
+    resampler = "kaiser_best"  # vggish_input.waveform_to_examples and YAMNet's inference use resampy
     hop = WINDOW
     default_handle = ""
     layer = "embedding"
 
     def __init__(self, handle: str | None = None):
         self.handle = handle or self.default_handle
+        self.check_resampler()
         self.model = load_hub(self.name, self.handle)
 
     def describe(self):
@@ -63,6 +65,7 @@ class HubAudioExtractor(AudioExtractor):
         return {"extractor": self.name, "weights": self.handle, "layer": self.layer,
                 "weights_sha256": savedmodel_sha256(self.handle),
                 "input": f"{self.sample_rate} Hz mono, {WINDOW}-s windows, hop {self.hop} s",
+                "decoding": self.decoding(),
                 "versions": {"tensorflow": tf.__version__, "tensorflow_hub": hub.__version__}}
 
     def outputs(self, waveform: np.ndarray) -> np.ndarray:
