@@ -4,10 +4,11 @@ Layout of ``features/<modality>/<name>.h5``:
 
 - ``features``      float32 [N, 10, d] (audio) or [N, 10, h, w, c] (visual)
 - ``video_ids``     [N] strings, identical to the dataset file's
-- ``media/*``       [N] per-video decoding facts (source length, padded seconds, held frames)
+- ``media/*``       [N] per-video decoding facts (real length, offsets, padding, held frames...)
+                    and ``media/file``, the name of the file decoded
 - ``reduction/*``   fitted state of the reduction (e.g. PCA components, mean), if any
-- ``valid``         [N] bool: False where the video failed (its row is zeros); attribute
-                    ``failure_policy`` says how training treats those rows (``exclude`` / ``mask``)
+- ``valid``         [N] bool: False where the video failed (its row is zeros); the file's
+                    root attribute ``failure_policy`` says how training treats those rows
 - attributes        ``provenance`` (JSON: everything that produced the file) plus flat copies of
                     the main fields, ``video_order_sha256`` and ``complete``.
 
@@ -67,10 +68,12 @@ class CacheWriter:
         self.f.attrs["video_order_sha256"] = order_hash(video_ids)
         self.f.attrs["complete"] = False
 
-    def write(self, i: int, row: np.ndarray, media: dict[str, float] | None = None) -> None:
+    def write(self, i: int, row: np.ndarray, media: dict[str, float | str] | None = None) -> None:
+        """Row ``i`` and what decoding found (numbers, or strings such as the file used)."""
         self.f["features"][i] = row
         for k, v in (media or {}).items():
-            self.media.setdefault(k, np.zeros(self.n, np.float32))[i] = v
+            empty = np.full(self.n, "", object) if isinstance(v, str) else np.zeros(self.n, np.float32)
+            self.media.setdefault(k, empty)[i] = v
         self.done[i] = True
 
     def set_valid(self, valid: np.ndarray, policy: str) -> None:
@@ -95,7 +98,7 @@ class CacheWriter:
                     raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
                 media = untimed_group(self.f, "media")
                 for k, v in self.media.items():
-                    media.create_dataset(k, data=v)
+                    media.create_dataset(k, data=v, dtype=h5py.string_dtype() if v.dtype == object else None)
                 self.f.attrs["complete"] = True
             self.f.close()
         except BaseException as e:

@@ -76,7 +76,8 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     values, times = extractor(decoded)
     if reduction.per_video:
         values = reduction(values)
-    return pool_seconds(values, times), decoded.facts(), decoded.notes()
+    facts = {**decoded.facts(), "file": Path(decoded.file).name}  # the name only: no machine paths
+    return pool_seconds(values, times), facts, decoded.notes()
 
 
 def file_stamp(path: Path) -> str:
@@ -129,9 +130,10 @@ class WorkStore:
         with np.load(self._row(i)) as z:
             return z["row"], json.loads(str(z["facts"])), json.loads(str(z["notes"]))
 
-    def notes(self, i: int) -> list[str]:
+    def meta(self, i: int) -> tuple[dict, list[str]]:
+        """(facts, notes) of a saved row, without loading its features."""
         with np.load(self._row(i)) as z:
-            return json.loads(str(z["notes"]))
+            return json.loads(str(z["facts"])), json.loads(str(z["notes"]))
 
     def failure(self, i: int) -> str | None:
         p = self._fail(i)
@@ -176,6 +178,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     extractor = extractors.create(name, options)
     if extractor.modality != modality:
         raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
+    extractor.preflight()
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos))
     stamps = [video_stamp(videos, vid) for vid in ids]
@@ -212,7 +215,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     bar.close()
 
     failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
-    notes = {i: n for i in range(len(ids)) if i not in failed and (n := work.notes(i))}
+    notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
     write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
     if failed:
         print(f"{modality}/{name}: {len(failed)} of {len(ids)} videos failed (policy {on_failure}); "
@@ -230,7 +233,7 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     first = work.get(int(np.flatnonzero(valid)[0]))[0]
     shape = (first if reduction.per_video else reduction(first)).shape
     code = lineage.fingerprint(f"extract/{name}")
-    provenance = {**extractor.describe(), "name": name, "modality": modality,
+    provenance = {**extractor.describe(), "name": name, "modality": modality, "decoding": extractor.decoding(),
                   "reduction": reduction.describe(), "fit_split": "train" if reduction.needs_fit else None,
                   "per_second": "mean of the frames whose time is in [t, t+1)",
                   "failure_policy": on_failure, "failed_videos": len(failed),
@@ -252,11 +255,12 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
 
 
 def write_report(path: Path, modality: str, name: str, ids: list[str], failed: dict[int, str],
-                 notes: dict[int, list[str]], policy: str) -> None:
+                 altered: dict[int, tuple[dict, list[str]]], policy: str) -> None:
     """Every failed or altered video and why, beside the cache (JSON, for people and scripts)."""
     report = {"extractor": name, "modality": modality, "videos": len(ids), "policy": policy,
               "failed": [{"row": i, "video": ids[i], "reason": r} for i, r in sorted(failed.items())],
-              "altered": [{"row": i, "video": ids[i], "what": n} for i, n in sorted(notes.items())]}
+              "altered": [{"row": i, "video": ids[i], "file": facts.get("file"), "what": n}
+                          for i, (facts, n) in sorted(altered.items())]}
     atomic_write(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
 
 

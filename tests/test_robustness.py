@@ -220,6 +220,11 @@ def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     assert reasons["empty"].endswith("empty file (0 bytes)") and reasons["noaudio"].endswith("no audio stream")
     assert reasons["twice"] == f"{ds.videos}: 2 files for video twice (twice.mkv and twice.mp4); keep one of them in the folder"
     assert [a["video"] for a in report["altered"]] == ["short", "quicktime"]
+    assert report["altered"][1]["file"] == "quicktime.MOV"  # the file actually used, recorded
+    import h5py
+    with h5py.File(out) as f:
+        files = [x.decode() for x in f["media/file"][()]]
+    assert files[11] == "quicktime.MOV" and files[0].endswith(".mp4") and files[6] == ""  # failed: none
     padded = float(re.match(r"audio padded with ([0-9.]+) s", report["altered"][0]["what"][0]).group(1))
     assert abs(padded - 8) < 0.1
 

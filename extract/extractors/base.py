@@ -47,6 +47,13 @@ class Extractor:
         """The decoded clip (``media.Audio`` / ``media.Frames``, which know what decoding did)."""
         raise NotImplementedError
 
+    def decoding(self) -> dict:
+        """How the input is prepared before the model sees it (for the cache's provenance)."""
+        return {}
+
+    def preflight(self) -> None:
+        """Stop before any video when something the extractor needs is missing."""
+
     def __call__(self, decoded) -> tuple[np.ndarray, np.ndarray]:
         """Frame-level features [n, ..., c] and their times [n] in seconds."""
         raise NotImplementedError
@@ -68,8 +75,7 @@ class AudioExtractor(Extractor):
         return {"sample_rate": self.sample_rate, "downmix": "mean of the channels",
                 "resampler": self.resampler, "resampler_is": media.RESAMPLERS[self.resampler]}
 
-    def check_resampler(self) -> None:
-        """Stop before any video when the declared resampler's package is missing."""
+    def preflight(self) -> None:
         problem = media.resampler_missing(self.resampler)
         if problem:
             raise WeightsNotFound(f"{self.name}: {problem}")
@@ -96,6 +102,11 @@ class VisualExtractor(Extractor):
 
     def decode(self, path):
         return media.load_frames(path, self.frames_per_second, self.image_size, fit=self.fit)
+
+    def decoding(self) -> dict:
+        return {"frames_per_second": self.frames_per_second, "input_size": list(self.image_size),
+                "fit": self.fit, "fit_is": media.FITS[self.fit],
+                "geometry": "upright, sample aspect ratio applied, then fitted"}
 
     def __call__(self, frames: media.Frames):
         return self.embed(frames.images), frames.times

@@ -132,7 +132,6 @@ class Musicnn(AudioExtractor):
                                                self.prefix + ".data-00000-of-00001"),
                 "layer": "+".join(self.layers), "combine": self.combine,
                 "input": f"log-mel {N_MELS} bands, {SR} Hz, hop {HOP}, 3-s patch per second",
-                "decoding": self.decoding(),
                 "versions": {"tensorflow": tf.__version__, "librosa": librosa.__version__}}
 
     def embed(self, samples):

@@ -71,7 +71,7 @@ class OpenL3(AudioExtractor):
                 f"{self.embedding_size}", "weights_source": self.source,
                 "weights_sha256": sha256_files(self.weights) if Path(self.weights).is_file() else None,
                 "layer": f"audio embedding ({self.embedding_size})",
-                "input": f"48 kHz, 1-s windows, hop {self.hop} s, centred", "decoding": self.decoding(),
+                "input": f"48 kHz, 1-s windows, hop {self.hop} s, centred",
                 "versions": {"torch": torch.__version__}}
 
     def embed(self, samples):

@@ -34,8 +34,7 @@ class Wav2Vec2(AudioExtractor):
     def describe(self):
         return {"extractor": self.name, **hf.describe(self.model_id),
                 "layer": str(self.layer), "variant": self.variant,
-                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
-                "decoding": self.decoding()}
+                "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}"}
 
     def _frames(self, wave):
         import torch

@@ -79,7 +79,6 @@ class FairseqWav2Vec(AudioExtractor):
                 "weights_source": self.source, "weights_sha256": sha256_files(self.checkpoint),
                 "layer": self.layer, "variant": self.variant,
                 "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}",
-                "decoding": self.decoding(),
                 "versions": {"torch": torch.__version__, "fairseq": fairseq.__version__}}
 
     def _frames(self, wave):

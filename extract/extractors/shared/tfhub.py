@@ -56,7 +56,6 @@ class HubAudioExtractor(AudioExtractor):
 
     def __init__(self, handle: str | None = None):
         self.handle = handle or self.default_handle
-        self.check_resampler()
         self.model = load_hub(self.name, self.handle)
 
     def describe(self):
@@ -65,7 +64,6 @@ class HubAudioExtractor(AudioExtractor):
         return {"extractor": self.name, "weights": self.handle, "layer": self.layer,
                 "weights_sha256": savedmodel_sha256(self.handle),
                 "input": f"{self.sample_rate} Hz mono, {WINDOW}-s windows, hop {self.hop} s",
-                "decoding": self.decoding(),
                 "versions": {"tensorflow": tf.__version__, "tensorflow_hub": hub.__version__}}
 
     def outputs(self, waveform: np.ndarray) -> np.ndarray:
