@@ -339,7 +339,7 @@ def resampler_missing(method: str) -> str | None:
     if method not in RESAMPLERS:
         return f"unknown resampler {method!r}; choose one of {sorted(RESAMPLERS)}"
     module, lock = {"soxr_hq": ("soxr", "requirements.lock"),
-                    "kaiser_best": ("resampy", "requirements-extras.lock, `make setup-extras`")}.get(method, (None, ""))
+                    "kaiser_best": ("resampy", "requirements.lock")}.get(method, (None, ""))
     if module:
         try:
             _import(module)
