@@ -18,7 +18,9 @@ written (``avcache.io.atomic_path``), so a half-written cache never sits at the 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -27,7 +29,7 @@ from avcache.dataset import Dataset, order_hash
 from avcache.io import atomic_path
 
 FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction",
-              "code_sha256")
+              "code_sha256", "storage")
 
 
 def untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
@@ -43,23 +45,52 @@ class CacheError(RuntimeError):
     """A cache is missing, incomplete, or does not belong to the dataset it is read with."""
 
 
+CHUNK_BYTES = 1 << 20  # rows per HDF5 chunk: about 1 MiB, whole rows (training reads whole rows)
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a cache stores its features (params: ``extractors.<name>.storage``); reading returns
+    float32 whatever the storage, so training and evaluation never see the difference."""
+    dtype: Literal["float32", "float16"] = "float32"
+    compression: Literal["none", "lzf", "gzip"] = "none"  # gzip and lzf with HDF5's byte shuffle
+    level: int = 4  # gzip level 1-9
+
+    def check(self, where: str) -> None:
+        from avcache.params import ParamsError
+        if not 1 <= self.level <= 9:
+            raise ParamsError(f"params.yaml: {where}.level must be 1..9, got {self.level}")
+
+    def dataset_options(self, n: int, row_shape: tuple[int, ...]) -> dict:
+        row_bytes = int(np.prod(row_shape)) * np.dtype(self.dtype).itemsize
+        opts = {"dtype": self.dtype, "chunks": (max(1, min(n, CHUNK_BYTES // max(row_bytes, 1))), *row_shape)}
+        if self.compression != "none":
+            opts.update(compression=self.compression, shuffle=True)
+            if self.compression == "gzip":
+                opts["compression_opts"] = self.level
+        return opts
+
+
 class CacheWriter:
     """Write rows one video at a time; publish atomically on a clean exit."""
 
     def __init__(self, path: str | Path, video_ids: list[str], row_shape: tuple[int, ...],
-                 provenance: dict):
+                 provenance: dict, storage: Storage = Storage()):
         self.path = Path(path)
+        self.storage = storage
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._publish = atomic_path(self.path)
         self.tmp = self._publish.__enter__()
         self.n = len(video_ids)
         self.done = np.zeros(self.n, bool)
         self.f = h5py.File(self.tmp, "w")
-        self.f.create_dataset("features", shape=(self.n, *row_shape), dtype=np.float32,
-                              chunks=(1, *row_shape))
+        self.f.create_dataset("features", shape=(self.n, *row_shape),
+                              **storage.dataset_options(self.n, row_shape))
         self.f.create_dataset("video_ids", data=np.array(video_ids, dtype=object),
                               dtype=h5py.string_dtype())
         self.media: dict[str, np.ndarray] = {}
+        provenance = {**provenance, "storage": asdict(storage)}
         self.f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
         for k in FLAT_ATTRS:
             if k in provenance:
@@ -70,7 +101,12 @@ class CacheWriter:
 
     def write(self, i: int, row: np.ndarray, media: dict[str, float | str] | None = None) -> None:
         """Row ``i`` and what decoding found (numbers, or strings such as the file used)."""
-        self.f["features"][i] = row
+        if self.storage.dtype == "float16" and row.size and np.abs(row).max() > FLOAT16_MAX:
+            raise CacheError(f"{self.path}: row {i} has values up to {np.abs(row).max():.3g}, beyond "
+                             f"float16's {FLOAT16_MAX:g}; store this extractor as float32")
+        # converted by numpy (round to nearest): HDF5's own float32 -> float16 conversion gets some
+        # values wrong (h5py 3.14 stored -0.9999962 as -0.5)
+        self.f["features"][i] = np.asarray(row).astype(self.storage.dtype)
         for k, v in (media or {}).items():
             empty = np.full(self.n, "", object) if isinstance(v, str) else np.zeros(self.n, np.float32)
             self.media.setdefault(k, empty)[i] = v
@@ -145,8 +181,9 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
 
 
 def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
+    """The whole ``features`` array as float32, whatever the cache stores."""
     with open_cache(path, dataset) as f:
-        return f["features"][()]
+        return f["features"][()].astype(np.float32, copy=False)
 
 
 def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:

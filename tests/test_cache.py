@@ -66,3 +66,49 @@ def test_same_content_gives_identical_bytes(tmp_path):
     time.sleep(1.1)
     _write(tmp_path / "b.h5", ["v1", "v2"], rows)
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+@pytest.mark.parametrize("dtype, compression", [("float16", "none"), ("float32", "gzip"), ("float32", "lzf"),
+                                                ("float16", "gzip")])
+def test_compact_storage_reads_back_float32_and_is_smaller(tmp_path, dtype, compression):
+    from avcache.cache import Storage
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(40, 10, 4, 4, 16)) * rng.random((1, 1, 1, 1, 16))).astype(np.float32)
+    rows[:, :, :, :, 8:] = 0.25  # a constant channel compresses; random ones hardly do
+    ids = [f"v{i}" for i in range(40)]
+    _write(tmp_path / "plain.h5", ids, rows)
+    with CacheWriter(tmp_path / "c.h5", ids, rows.shape[1:], {"extractor": "x"},
+                     Storage(dtype=dtype, compression=compression)) as w:
+        for i, r in enumerate(rows):
+            w.write(i, r)
+    back = read_features(tmp_path / "c.h5", _ds(ids))
+    assert back.dtype == np.float32 and back.shape == rows.shape
+    if dtype == "float32":
+        assert np.array_equal(back, rows)  # compression is lossless
+    else:
+        assert np.allclose(back, rows, rtol=1e-3, atol=1e-4) and not np.array_equal(back, rows)
+    assert (tmp_path / "c.h5").stat().st_size < 0.75 * (tmp_path / "plain.h5").stat().st_size
+    assert read_provenance(tmp_path / "c.h5")["storage"] == {"dtype": dtype, "compression": compression,
+                                                            "level": 4}
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["features"].dtype == np.dtype(dtype) and f["features"].chunks[1:] == rows.shape[1:]
+
+
+def test_float16_refuses_values_it_cannot_hold(tmp_path):
+    from avcache.cache import Storage
+    rows = np.ones((2, 10, 3), np.float32)
+    rows[1, 4, 2] = 1e5
+    with pytest.raises(CacheError, match=r"row 1 has values up to 1e\+05, beyond float16's 65504; store"):
+        with CacheWriter(tmp_path / "c.h5", ["a", "b"], rows.shape[1:], {}, Storage(dtype="float16")) as w:
+            for i, r in enumerate(rows):
+                w.write(i, r)
+    assert not list(tmp_path.iterdir())
+
+
+def test_float16_is_rounded_to_nearest_not_by_hdf5(tmp_path):
+    """HDF5's float32 -> float16 conversion turns some values near a power of two into half of them."""
+    from avcache.cache import Storage
+    x = np.random.default_rng(0).normal(size=(1, 10, 6400)).astype(np.float32)
+    with CacheWriter(tmp_path / "c.h5", ["a"], x.shape[1:], {}, Storage(dtype="float16")) as w:
+        w.write(0, x[0])
+    assert np.array_equal(read_features(tmp_path / "c.h5", _ds(["a"])), x.astype(np.float16).astype(np.float32))
