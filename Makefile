@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup setup-extras repro test bench
+.PHONY: setup setup-extras repro test bench remote push pull
 
 setup: $(VENV)/.installed
 setup-extras: $(VENV)/.extras
@@ -29,3 +29,16 @@ test: setup setup-extras
 
 bench: setup
 	$(BIN)/python bench/extract_speed.py
+
+# Sharing caches (README: Sharing caches in a lab). REMOTE: a folder all machines can reach (or
+# s3://, gs://, azure://, ssh:// with DVC's optional package, e.g. `pip install dvc-s3==3.3.0`).
+remote: setup
+	@test -n "$(REMOTE)" || { echo "usage: make remote REMOTE=/path/to/lab/avcache-remote"; exit 2; }
+	$(BIN)/dvc remote add --default --force lab $(REMOTE)
+	@echo "remote 'lab' -> $(REMOTE) in .dvc/config: commit it so the lab shares it"
+
+push: setup
+	$(BIN)/python -m avcache.share push
+
+pull: setup
+	$(BIN)/python -m avcache.share pull

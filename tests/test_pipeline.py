@@ -204,3 +204,46 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     assert r.returncode != 0
     assert "set extractors.vggish.handle to that folder" in r.stdout + r.stderr
     assert not (p.path / "features/audio/vggish.h5").exists()
+
+
+def _reflinks_work(folder):
+    """Whether this filesystem clones files (DVC then prefers reflinks to hardlinks)."""
+    import fcntl
+    a, b = folder / ".reflink-a", folder / ".reflink-b"
+    a.write_bytes(b"x" * 4096)
+    try:
+        with open(a, "rb") as src, open(b, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), 0x40049409, src.fileno())  # FICLONE
+        return True
+    except OSError:
+        return False
+    finally:
+        a.unlink()
+        b.unlink(missing_ok=True)
+
+
+@needs_dvc
+def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
+    """Extract in one clone, push; a fresh clone pulls, is up to date, and trains with no extraction,
+    even for a configuration it never ran (restored from the remote's run history)."""
+    p = project
+    p.sh("git", "checkout", "-q", "--", ".")
+    p.sh("dvc", "checkout", "-f")
+    assert "up to date" in p.sh("dvc", "status")
+    p.sh("dvc", "remote", "add", "--default", "lab", str(tmp_path / "lab-remote"))
+    p.commit("the lab's remote")
+    assert "files transferred" in p.sh(sys.executable, "-m", "avcache.share", "push")
+    clone = Project(tmp_path / "clone")
+    p.sh("git", "clone", "-q", str(p.path), str(clone.path))
+    clone.sh(sys.executable, "-m", "avcache.share", "pull")
+    assert "up to date" in clone.sh("dvc", "status")
+    cache = clone.path / "features/visual/efficientnet.h5"
+    assert not os.access(cache, os.W_OK) or os.geteuid() == 0  # DVC protects linked cache files
+    assert cache.stat().st_mode & 0o222 == 0
+    if not _reflinks_work(clone.path):  # no second copy: the workspace file is the cache's
+        assert cache.stat().st_ino in {f.stat().st_ino for f in (clone.path / ".dvc/cache").rglob("*")
+                                       if f.is_file()}
+    out = clone.sh("dvc", "exp", "run", "-S", "model=dmrn")
+    assert clone.ran(out) == ["train", "evaluate"]
+    out = clone.sh("dvc", "exp", "run", "--pull", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
+    assert clone.ran(out) == [] and "Stage 'extract_visual' is cached - skipping run" in out
