@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,28 @@ class Annotation:
 
 @dataclass
 class DatasetParams:
-    """params.yaml ``dataset``: the AVE-format annotation folder and the folder of videos."""
-    root: str
-    videos: str
+    """params.yaml ``dataset``: what to read and where the media files are."""
+    root: str  # ave: the annotation folder; clip formats: the dataset's root folder
+    videos: str  # ave: the folder of <id>.<ext>; clip formats: the root (their paths are relative to it)
+    format: Literal["ave", "esc50", "urbansound8k", "tut2017", "dcase2021", "csv"] = "ave"
+    max_seconds: int = 10  # clip formats: longer clips are cut to this many seconds
+
+    def check(self, where: str) -> None:
+        if self.format != "ave" and Path(self.videos) != Path(self.root):
+            raise P.ParamsError(f"params.yaml: {where}.videos must equal {where}.root for the "
+                                f"{self.format} format (its file paths are relative to the root)")
+        if self.max_seconds < 1:
+            raise P.ParamsError(f"params.yaml: {where}.max_seconds must be at least 1")
+
+
+def load(cfg: DatasetParams) -> Dataset:
+    """The dataset ``cfg`` describes, in any supported layout."""
+    if cfg.format == "ave":
+        ds = load_ave(cfg.root)
+        ds.videos = cfg.videos
+        return ds
+    from extract.clips import load_clips
+    return load_clips(cfg.root, cfg.format, cfg.max_seconds)
 
 
 def _is_header(fields: list[str]) -> bool:
@@ -138,11 +158,14 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     try:
         cfg = P.from_params(DatasetParams, P.load().get("dataset"), "dataset")
-        ds = load_ave(cfg.root)
+        ds = load(cfg)
     except (P.ParamsError, DatasetError) as e:
         raise SystemExit(f"dataset: {e}") from None
-    ds.videos = cfg.videos
     write_dataset(ds, a.out)
+    if ds.kind == "clips":
+        print(f"dataset: {len(ds.video_ids)} {cfg.format} clips, {len(ds.class_names)} classes, "
+              f"folds {ds.test_folds}, {len(set(ds.groups))} sources, 1-{ds.max_seconds} s -> {a.out}")
+        return
     counts = {s: len(ds.indices(s)) for s in SPLITS}
     print(f"dataset: {len(ds.video_ids)} entries ({len(set(ds.video_ids))} videos), "
           f"{len(ds.class_names)} classes + background, splits {counts} -> {a.out}")

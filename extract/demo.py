@@ -7,6 +7,7 @@ seconds where only one modality shows a class (the shape without its sound, or t
 off-screen). A unimodal model cannot tell those from events; an audio-visual one can.
 
     python -m extract.demo                # the DVC stage: reads params.yaml `demo` (its `out` folder)
+    python -m extract.demo clips          # the clip-classification demo: params.yaml `clip_demo`
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def render_video(clip: Clip, rng: np.random.Generator, width: int, height: int, 
     blob_c, blob_v = rng.uniform([0, 0], [width, height]), rng.uniform(-6, 6, 2)
     r = rng.uniform(0.22, 0.3) * min(width, height)
     pos, vel = rng.uniform([r, r], [width - r, height - r]), rng.uniform(-25, 25, 2)
-    frames = np.empty((SEGMENTS * fps, height, width, 3), np.uint8)
+    frames = np.empty((len(clip.visual) * fps, height, width, 3), np.uint8)
     for k in range(len(frames)):
         t = k / fps
         img = background.copy()
@@ -136,7 +137,7 @@ def _sound(kind: str, t: np.ndarray, rng: np.random.Generator, pitch: float) -> 
 
 
 def render_audio(clip: Clip, rng: np.random.Generator, sr: int) -> np.ndarray:
-    n = SEGMENTS * sr
+    n = len(clip.audio) * sr
     t = np.arange(n) / sr
     spec = np.fft.rfft(rng.normal(0, 1, n)) / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / sr), 50))
     pink = np.fft.irfft(spec, n)
@@ -215,13 +216,61 @@ def generate(out: str | Path, videos: int = 240, classes: int = 6, seed: int = 0
     return clips
 
 
-def main() -> None:
+def generate_clips(out: str | Path, clips: int = 150, classes: int = 5, seed: int = 0,
+                   width: int = 96, height: int = 72, fps: int = 8, sample_rate: int = 16000,
+                   min_seconds: int = 1, max_seconds: int = 5, folds: int = 5, per_source: int = 3,
+                   fidelity: float = 0.75, progress: bool = True) -> list[Clip]:
+    """A clip-classification demo in the CSV layout: ``clips.csv`` (path,label,fold,group) and
+    ``clips/<id>.mp4`` of ``min_seconds``..``max_seconds`` seconds, as in ESC-50 or UrbanSound8K.
+
+    A clip's class is its label; each modality shows it in a second with probability
+    ``fidelity`` and another class otherwise, so each modality alone is imperfect and both together
+    do better. Clips come in sources of ``per_source`` clips (as ESC-50's ``src_file``), and a
+    source's clips share one fold.
+    """
+    if not 2 <= classes <= len(CLASSES):
+        raise ValueError(f"clip_demo.classes must be in 2..{len(CLASSES)}, got {classes}")
+    if not 1 <= min_seconds <= max_seconds:
+        raise ValueError(f"clip_demo needs 1 <= min_seconds <= max_seconds, got {min_seconds}, {max_seconds}")
+    out_dir = Path(out)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "clips").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    planned, lines = [], ["path,label,fold,group\n"]
+    sources = -(-clips // per_source)
+    fold_of = rng.permutation(np.arange(sources) % folds) + 1
+    for k in range(clips):
+        source = k // per_source
+        cls = source % classes
+        n = int(rng.integers(min_seconds, max_seconds + 1))
+        shown = [cls if rng.random() < fidelity else int(rng.integers(0, classes)) for _ in range(2 * n)]
+        clip = Clip(f"clip{k:04d}", cls, 0, n, np.array(shown[:n]), np.array(shown[n:]))
+        planned.append(clip)
+        lines.append(f"clips/{clip.video_id}.mp4,{CLASSES[cls][0]},{fold_of[source]},source{source:03d}\n")
+    seeds = rng.integers(0, 2**63, len(planned))
+    from tqdm import tqdm
+    for clip, s in tqdm(list(zip(planned, seeds)), desc="clip demo", unit="clip", disable=not progress):
+        r = np.random.default_rng(int(s))
+        encode(out_dir / "clips" / f"{clip.video_id}.mp4", render_video(clip, r, width, height, fps),
+               fps, render_audio(clip, r, sample_rate), sample_rate)
+    (out_dir / "clips.csv").write_text("".join(lines))
+    return planned
+
+
+def main(argv=None) -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", nargs="?", choices=["ave", "clips"], default="ave",
+                    help="ave: params `demo` (event localization); clips: params `clip_demo`")
+    kind = ap.parse_args(argv).kind
+    section, make = ("demo", generate) if kind == "ave" else ("clip_demo", generate_clips)
     try:
-        cfg = P.check_call(generate, P.section(P.load(), "demo"), "demo", skip=("progress",))
-        clips = generate(**cfg)
+        cfg = P.check_call(make, P.section(P.load(), section), section, skip=("progress",))
+        clips = make(**cfg)
     except (P.ParamsError, ValueError) as e:
-        raise SystemExit(f"demo: {e}") from None
-    print(f"demo: {len(clips)} videos in {cfg['out']}")
+        raise SystemExit(f"{section}: {e}") from None
+    print(f"{section}: {len(clips)} videos in {cfg['out']}")
 
 
 if __name__ == "__main__":

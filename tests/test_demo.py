@@ -70,5 +70,5 @@ def test_bad_demo_and_dataset_params_name_the_key(tmp_path, monkeypatch, stage, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(params + "\n")
     with pytest.raises(SystemExit) as e:
-        demo.main() if stage == "demo" else dataset.main(["--out", "features/dataset.h5"])
+        demo.main([]) if stage == "demo" else dataset.main(["--out", "features/dataset.h5"])
     assert re.match(message, str(e.value)), str(e.value)
