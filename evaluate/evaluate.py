@@ -57,6 +57,15 @@ def per_class(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
                 "support": int(support[k])} for k, n in enumerate(names)}
 
 
+def write_confusion(path: Path, actual: np.ndarray, predicted: np.ndarray, names: list[str]) -> None:
+    """One row per item (actual, predicted class names): what `dvc plots` draws as a confusion matrix."""
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["actual", "predicted"])
+    w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
+    atomic_write_text(path, table.getvalue())
+
+
 def mean_std(rows: list[dict]) -> dict:
     out = {}
     for k in rows[0]:
@@ -114,11 +123,7 @@ def evaluate(dataset: Path, audio: Path, visual: Path, models_dir: Path, results
     _, seed, probs, labels = best
     c = len(names)
     actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)
-    table = io.StringIO(newline="")
-    w = csv.writer(table)
-    w.writerow(["actual", "predicted"])
-    w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
-    atomic_write_text(results / "confusion.csv", table.getvalue())
+    write_confusion(results / "confusion.csv", actual, predicted, names)
     confusion_png(actual, predicted, names, results / "confusion.png", f"{what}: test, seed {seed}")
     if live_dir is not None and live_dir.is_dir():
         curves_png(live_dir, results / "curves.png", what)

@@ -41,19 +41,20 @@ def _tsv(path: Path) -> tuple[list[int], list[float]]:
 
 
 def curves_png(live_dir: Path, path: Path, title: str) -> None:
-    """Loss and accuracies per epoch, one line per seed, from dvclive's TSV files."""
+    """Every curve dvclive logged (per seed, and per fold for clip heads): losses on the left,
+    accuracies on the right (dotted: training)."""
     metrics = live_dir / "plots" / "metrics"
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for seed_dir in sorted(metrics.glob("seed*")):
-        for name, ax, style in (("train/loss", ax_loss, "-"), ("train/acc", ax_acc, ":"), ("val/acc", ax_acc, "-")):
-            f = seed_dir / f"{name}.tsv"
-            if f.is_file():
-                x, y = _tsv(f)
-                ax.plot(x, y, style, label=f"{seed_dir.name} {name}")
-    ax_loss.set(xlabel="epoch", ylabel="MultiLabelSoftMarginLoss", title="training loss")
-    ax_acc.set(xlabel="epoch", ylabel="segment accuracy", title="accuracy (dotted: train)")
+    for f in sorted(metrics.rglob("*.tsv")):
+        name = f.relative_to(metrics).with_suffix("").as_posix()
+        x, y = _tsv(f)
+        ax = ax_loss if "loss" in f.stem else ax_acc
+        ax.plot(x, y, ":" if "/train/" in f"/{name}" and ax is ax_acc else "-", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (dotted: train)")
     for ax in (ax_loss, ax_acc):
-        ax.legend(fontsize=6)
+        if ax.lines:
+            ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

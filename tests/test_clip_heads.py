@@ -1,0 +1,124 @@
+"""Heads on clip caches and the fold protocol: no leakage, fitted per fold, real learning."""
+import json
+
+import numpy as np
+import pytest
+
+from avcache.cache import CacheWriter
+from avcache.dataset import Dataset, write_dataset
+from evaluate.clips import evaluate_clips
+from train import clips
+
+
+def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0):
+    """Clips of 1-4 s, sources of 3 clips in one fold; the class shows in audio dims and a visual region."""
+    rng = np.random.default_rng(seed)
+    sources = n // 3
+    src_class = rng.integers(0, classes, sources)
+    src_fold = rng.permutation(np.arange(sources) % folds) + 1
+    cls = np.repeat(src_class, 3)
+    seconds = rng.integers(1, 5, n)
+    labels = np.eye(classes, dtype=np.uint8)[cls]
+    if multi_label:
+        extra = rng.random(n) < 0.3
+        labels[extra, (cls[extra] + 1) % classes] = 1
+    audio = rng.normal(0, 1, (n, 4, 6)).astype(np.float32)
+    visual = rng.normal(0, 1, (n, 4, 2, 2, 5)).astype(np.float32)
+    for i in range(n):
+        for k in np.flatnonzero(labels[i]):
+            audio[i, :seconds[i], k] += 1.5
+            visual[i, :seconds[i], 0, 1, k] += 3
+        audio[i, seconds[i]:] = visual[i, seconds[i]:] = 0  # past the clip: nothing
+    ids = [f"clips/c{i:03d}.mp4" for i in range(n)]
+    ds = Dataset(ids, [f"class{k}" for k in range(classes)], labels, np.full(n, -1, np.int8), kind="clips",
+                 paths=ids, seconds=seconds, folds=np.repeat(src_fold, 3), groups=[f"s{i // 3}" for i in range(n)],
+                 multi_label=multi_label)
+    write_dataset(ds, root / "dataset.h5")
+    for name, x in (("a", audio), ("v", visual)):
+        with CacheWriter(root / f"{name}.h5", ids, x.shape[1:], {"name": name}) as w:
+            for i, row in enumerate(x):
+                w.write(i, row)
+    return ds
+
+
+def test_every_clip_is_tested_once_and_no_source_straddles_train_val_test(tmp_path):
+    ds = clip_project(tmp_path)
+    plans = clips.plan_folds(ds)
+    assert [p.test_fold for p in plans] == [1, 2, 3, 4, 5]
+    tested = np.concatenate([p.test for p in plans])
+    assert sorted(tested.tolist()) == list(range(len(ds.video_ids)))
+    groups = np.array(ds.groups)
+    for p in plans:
+        parts = [set(groups[p.train]), set(groups[p.val]), set(groups[p.test])]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert p.test_fold not in set(ds.folds[p.val]) and len(p.val) and len(p.train)
+
+
+def test_one_test_fold_carves_validation_from_training_sources(tmp_path):
+    ds = clip_project(tmp_path, folds=1)
+    ds.folds = np.where(ds.folds == 1, 0, 0)
+    ds.folds[:30] = 1  # sources 0..9 are the evaluate set, as in DCASE's fold1
+    (p,) = clips.plan_folds(ds)
+    assert p.test.tolist() == list(range(30)) and len(p.val) and not set(p.val) & set(p.test)
+    assert not set(np.array(ds.groups)[p.val]) & set(np.array(ds.groups)[p.train])
+
+
+def test_standardisation_and_pca_see_only_the_folds_training_clips(tmp_path):
+    ds = clip_project(tmp_path)
+    x, mask, _ = clips.load_inputs(ds, [tmp_path / "a.h5"])
+    p = clips.plan_folds(ds)[0]
+    t = clips.Transform(x[p.train], mask[p.train], pca=3)
+    x2 = x.copy()
+    x2[p.test] += 100  # whatever the test clips hold, the fitted transform is the same
+    t2 = clips.Transform(x2[p.train], mask[p.train], pca=3)
+    assert np.array_equal(t.mean, t2.mean) and np.array_equal(t.components, t2.components)
+    assert t(x).shape == (len(x), 4, 3)
+    assert np.allclose(x[p.train][mask[p.train]].mean(0), t.mean)  # valid seconds only
+
+
+@pytest.mark.parametrize("head, options", [("linear", {}), ("mlp", {"hidden": 32, "max_epochs": 60}),
+                                           ("temporal", {"hidden": 16, "max_epochs": 60})])
+def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
+    ds = clip_project(tmp_path)
+    info = clips.train_clips(head, clips.check_options(head, {**options, "inputs": "both"}), [0, 1], ds,
+                             tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "models", progress=False)
+    assert {r["test_fold"] for r in info["runs"]} == {1, 2, 3, 4, 5} and len(info["runs"]) == 10
+    m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
+    assert m["test"]["acc"] > 0.8 and set(m["per_fold"]) == {"1", "2", "3", "4", "5"}  # chance: 1/3
+    assert {"acc", "acc_std", "macro_f1", "auc_macro_ovr"} <= set(m["test"])
+    again = clips.train_clips(head, clips.check_options(head, {**options, "inputs": "both"}), [0, 1], ds,
+                              tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "models2", progress=False)
+    assert again["runs"] == info["runs"]
+    a, b = (np.load(tmp_path / d / "clips.npz")["test_probs"] for d in ("models", "models2"))
+    assert np.array_equal(a, b)  # deterministic
+    rows = (tmp_path / "results/confusion.csv").read_text().splitlines()
+    assert len(rows) == 1 + 90 and (tmp_path / "results/confusion.png").is_file()
+
+
+def test_each_modality_alone_and_both(tmp_path):
+    ds = clip_project(tmp_path)
+    acc = {}
+    for inputs in ("audio", "visual"):
+        clips.train_clips("linear", {"inputs": inputs}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5",
+                          tmp_path / inputs, progress=False)
+        acc[inputs] = evaluate_clips(tmp_path / "dataset.h5", tmp_path / inputs, tmp_path / f"r{inputs}")["test"]["acc"]
+    assert min(acc.values()) > 0.6
+    info = json.loads((tmp_path / "visual/training.json").read_text())
+    assert list(info["caches"]) == ["visual"]
+
+
+def test_multi_label_reports_map(tmp_path):
+    ds = clip_project(tmp_path, multi_label=True)
+    clips.train_clips("mlp", {"hidden": 32, "max_epochs": 60}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5",
+                      tmp_path / "models", progress=False)
+    m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
+    assert m["test"]["map"] > 0.7 and "acc" not in m["test"]
+
+
+def test_head_options_are_checked(tmp_path):
+    with pytest.raises(Exception, match=r"models.mlp: unknown key\(s\) \['hiden'\]"):
+        clips.check_options("mlp", {"hiden": 3})
+    with pytest.raises(Exception, match=r"models.linear.inputs must be 'audio' \| 'visual' \| 'both'"):
+        clips.check_options("linear", {"inputs": "video"})
+    with pytest.raises(Exception, match=r"model 'av_att' is not a clip head"):
+        clips.check_options("av_att", {})
