@@ -198,6 +198,18 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     assert {"test.acc", "test.macro_f1", "test.auc_macro_ovr", "val.acc", "test.acc_std"} <= set(keys)
     plots = p.sh("dvc", "plots", "diff", "other-pair", "again", "--json", "--split")
     assert "dvclive/plots/metrics/seed0/val/acc.tsv" in plots and "results/confusion.csv" in plots
+    # the side-by-side report reads what the experiments wrote
+    p.sh(sys.executable, "-m", "evaluate.report", "other-pair", "again", "--out", "report.md")
+    report = (p.path / "report.md").read_text()
+    a = json.loads(p.sh("dvc", "metrics", "show", "--json"))  # the workspace holds 'again'
+    acc = list(a.values())[0]["data"]["results/metrics.json"]["data"]["test"]
+    assert f"{acc['acc']:.4f} ± {acc['acc_std']:.4f}" in report
+    assert "| other-pair |" in report and "| again |" in report and "dmrn" in report
+    w2v = read_provenance(p.path / "features/audio/wav2vec2.h5")["weights_sha256"]
+    assert w2v in report and (p.path / "report_files/confusion_matrices.png").is_file()
+    p.sh(sys.executable, "-m", "evaluate.report", "--out", "report.html")
+    html = (p.path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "<strong>" in html and "other-pair" in html
     # an extractor whose weights cannot be had stops at once, saying what to set
     r = subprocess.run(["dvc", "exp", "run", "-S", "audio=vggish"], cwd=p.path, env=p.env,
                        capture_output=True, text=True)
