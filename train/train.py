@@ -261,8 +261,9 @@ def train(model_name: str, options: dict, recipe: Recipe, dataset: Path, audio: 
           models_dir: Path, live_dir: Path | None, progress: bool = True) -> list[dict]:
     """The stage: one checkpoint per seed in ``models_dir`` plus ``training.json``.
 
-    Seeds train one after the other: stacking them (torch.func) did not pay on the CPU, where the
-    step is bound by the visual matrix products (bench/train_speed.py --only seeds).
+    Seeds train one after the other: stacking their parameters (torch.func) gave no gain beyond
+    noise on the CPU, where a step is bound by the visual matrix products and the LSTMs have no
+    vmap rule (torch loops over them); bench/train_speed.py --only seeds measures it.
     """
     device = resolve_device(recipe.device)
     check_precision(device, recipe.precision)
