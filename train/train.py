@@ -268,6 +268,8 @@ def train(model_name: str, options: dict, recipe: Recipe, dataset: Path, audio: 
     device = resolve_device(recipe.device)
     check_precision(device, recipe.precision)
     data = load_data(dataset, audio, visual).to(device)
+    print(f"train: {model_name} on {device}, {recipe.precision}, loss {recipe.loss}, "
+          f"patience {recipe.patience or 'off'}", flush=True)
     models_dir.mkdir(parents=True, exist_ok=True)
     for old in models_dir.glob("*.pt"):
         old.unlink()
