@@ -16,9 +16,9 @@ checkpoint is the best on val among them.
 from __future__ import annotations
 
 import argparse
-import os
 import hashlib
 import json
+import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
