@@ -3,7 +3,8 @@
     python -m evaluate.evaluate --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
         --visual features/visual/efficientnet.h5 --models models --live dvclive --results results
 
-Writes ``results/metrics.json`` (mean and std over seeds; what `dvc metrics show/diff` read),
+Runs on params.yaml ``train.device``. Writes ``results/metrics.json`` (mean and std over seeds,
+and each seed's best and last training epoch; what `dvc metrics show/diff` read),
 ``results/per_class.json`` (precision / recall / F1 per class, as the thesis's tables),
 ``results/confusion.csv`` (test segments of the seed with the best val accuracy, for
 `dvc plots show`), ``results/per_class.md`` (the same table for people) and PNG figures
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
+from avcache import params as P
 from avcache.cache import CacheError
 from avcache.dataset import DatasetError
 from avcache.io import atomic_write_text
 from avcache.pair import load_pair
 from evaluate.plots import confusion_png, curves_png
-from train.models import load_checkpoint, predict
+from train.models import load_checkpoint, predict, resolve_device
 
 
 def segment_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -75,18 +77,27 @@ def mean_std(rows: list[dict]) -> dict:
     return out
 
 
+def training_epochs(seeds: list[dict]) -> dict:
+    """When each seed's selected checkpoint was reached (``best_epoch``) and when training stopped
+    (``stop_epoch``; below the last epoch when ``train.patience`` stopped it), 0-based."""
+    keys = ("best_epoch", "stop_epoch")
+    return {**mean_std([{k: s[k] for k in keys} for s in seeds]),
+            "per_seed": {str(s["seed"]): {k: s[k] for k in keys} for s in seeds}}
+
+
 def evaluate(dataset: Path, audio: Path, visual: Path, models_dir: Path, results: Path,
-             live_dir: Path | None = None) -> dict:
+             live_dir: Path | None = None, device: str = "cpu") -> dict:
     training = json.loads((models_dir / "training.json").read_text())
     pair = load_pair(dataset, audio, visual)
-    tensors = torch.from_numpy(pair.audio), torch.from_numpy(pair.visual)
+    device = resolve_device(device)
+    tensors = torch.from_numpy(pair.audio).to(device), torch.from_numpy(pair.visual).to(device)
     names = pair.dataset.class_names + ["background"]
     audio_name, visual_name = (training["caches"][m]["name"] or Path(training["caches"][m]["path"]).stem
                                for m in ("audio", "visual"))
     what = f"{training['model']} on {audio_name} + {visual_name}"
     per_seed, tables, best = {}, [], None
     for s in training["seeds"]:
-        model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt")
+        model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt", device)
         res = {}
         for split in ("val", "test"):
             idx = pair.split(split)
@@ -107,6 +118,7 @@ def evaluate(dataset: Path, audio: Path, visual: Path, models_dir: Path, results
                "test_videos": len(pair.split("test")),
                "failed_test_videos": {"masked": int(pair.masked[test_idx].sum()),
                                       "excluded": int(pair.excluded[test_idx].sum())},
+               "train": training_epochs(training["seeds"]),
                **{split: mean_std([r[split] for r in per_seed.values()]) for split in ("test", "val")}}
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -143,8 +155,9 @@ def main(argv=None) -> None:
     ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
     a = ap.parse_args(argv)
     try:
-        evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live)
-    except (CacheError, DatasetError, FileNotFoundError) as e:
+        device = P.section(P.load(), "train").get("device", "auto")
+        evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live, device)
+    except (P.ParamsError, CacheError, DatasetError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate: {e}") from None
 
 

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from torch.nn import functional as F
 
-from train.models import MODELS, build
+from avcache.params import ParamsError
+from train.models import DMRN, MODELS, build, resolve_device, rows
 
 # att_Net / TBMRF_Net with audio 128, 49 regions of 512, 29 classes (hidden 128, attention 512)
 ATTENTION = {
@@ -78,3 +80,79 @@ def test_dmrn_residuals_are_crossed():
     new_video, new_audio = torch.tanh(ah + merged), torch.tanh(vh + merged)
     expect = torch.softmax(m.L2(0.5 * (new_video + new_audio)), -1)
     assert torch.allclose(m(a, v), expect, atol=1e-6)
+
+
+def _before_logits(m, a, v):
+    """The models' forward as it was before they exposed logits (softmax inside), for comparison."""
+    ah, vh, _ = m.encode(a, v)
+    if isinstance(m, DMRN):
+        for _ in range(m.nb_block):
+            merged = 0.5 * (m.U_v(vh) + m.U_a(ah))
+            vh, ah = torch.tanh(ah + merged), torch.tanh(vh + merged)
+        return F.softmax(m.L2(0.5 * (vh + ah)), dim=-1)
+    h = torch.cat([x for x in (ah, vh) if x is not None], -1)
+    return F.softmax(m.L2(m.relu(m.L1(m.relu(h)))), dim=-1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_outputs_are_the_softmax_of_the_logits_exactly_as_before(name):
+    torch.manual_seed(3)
+    m = build(name, 128, 512, 49, 29).eval()  # reference shapes: a reference state dict loads here
+    m.load_state_dict({k: torch.randn_like(v) * 0.05 for k, v in m.state_dict().items()})
+    a, v = torch.randn(2, 10, 128), torch.rand(2, 10, 49, 512)
+    with torch.no_grad():
+        probs, alpha = m(a, v, return_attention=True)
+        logits, alpha2 = m.logits(a, v)
+        assert torch.equal(probs, _before_logits(m, a, v))  # bit for bit
+        assert torch.equal(probs, F.softmax(logits, -1)) and (alpha is None) == (alpha2 is None)
+        assert torch.allclose(probs.sum(-1), torch.ones(2, 10))
+        assert not torch.allclose(logits.sum(-1), torch.ones(2, 10))  # logits really are logits
+
+
+@pytest.mark.parametrize("name", ["av_att", "dmrn_gru"])
+def test_bf16_autocast_keeps_the_rnns_in_fp32(name):
+    """oneDNN has no bf16 LSTM without AVX512-BF16/AMX: under autocast the RNNs must stay fp32."""
+    torch.manual_seed(0)
+    m = build(name, 6, 5, 4, 3, hidden_dim=8, hidden_size=12)
+    a, v = torch.randn(3, 10, 6), torch.randn(3, 10, 4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = m.logits(a, v)
+        enc = m.encode(a, v)
+    assert logits.dtype == torch.bfloat16 and all(x.dtype == torch.float32 for x in enc[:2])
+    assert torch.allclose(logits.float(), m.logits(a, v)[0], atol=0.05)
+    logits.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in m.parameters())
+
+
+def test_device_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ParamsError, match=r"train.device is 'cuda' but CUDA is not available here .*use cpu or auto"):
+        resolve_device("cuda")
+    with pytest.raises(ParamsError, match=r"train.device is 'cuda:1' but CUDA is not available"):
+        resolve_device("cuda:1")
+    for bad in ("gpu", "cuda:x", "CPU", 0):
+        with pytest.raises(ParamsError, match=r"train.device must be auto \| cpu \| cuda \| cuda:N, got"):
+            resolve_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ParamsError, match=r"'cuda:2' but there are only 2 CUDA device"):
+        resolve_device("cuda:2")
+
+
+def test_cuda_without_cuda_is_a_clear_error_on_this_machine():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ParamsError, match="CUDA is not available here"):
+        resolve_device("cuda")
+
+
+def test_rows_gathers_exactly_like_indexing():
+    x = torch.randn(7, 3, 2, 4)
+    idx = torch.tensor([5, 0, 5, 2])
+    assert torch.equal(rows(x, idx), x[idx])
+    out = torch.empty(4, 3, 2, 4)
+    assert rows(x, idx, out) is out and torch.equal(out, x[idx])
+    assert torch.equal(rows(x, idx[:2], out[:2]), x[idx[:2]])

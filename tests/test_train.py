@@ -107,6 +107,10 @@ def test_train_and_evaluate_stages(project):
     assert (m["model"], m["audio"], m["visual"], m["seeds"]) == ("av_att", "fa", "fv", 2)
     assert set(m["test"]) >= {"acc", "acc_std", "macro_f1", "weighted_f1", "auc_macro_ovr"}
     assert m["test"]["acc"] > 0.6  # well above the all-background rate on this data
+    seeds = json.loads((project / "models/training.json").read_text())["seeds"]
+    assert m["train"]["per_seed"] == {str(s["seed"]): {"best_epoch": s["best_epoch"], "stop_epoch": 14}
+                                      for s in seeds}
+    assert m["train"]["stop_epoch"] == 14 and m["train"]["best_epoch"] == np.mean([s["best_epoch"] for s in seeds])
     rows = (project / "results/confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 1 + 10 * 10
     per = json.loads((project / "results/per_class.json").read_text())
@@ -124,6 +128,11 @@ def test_train_and_evaluate_stages(project):
     ("models: {av_att: {cell: rnn}}", r"models.av_att.cell must be 'lstm' \| 'gru', got 'rnn'"),
     ("models: {av_att_gru: {cell: lstm}}\nmodel: av_att_gru", r"models.av_att_gru: unknown key\(s\) \['cell'\]"),
     ("model: transformer", r"unknown model 'transformer'; choose one of av_att, "),
+    ("train: {patience: 0}", r"train.patience must be positive or null \(off\), got 0"),
+    ("train: {patience: 2.5}", r"train.patience must be int \| None, got 2.5"),
+    ("train: {loss: ce}", r"train.loss must be 'reference' \| 'cross_entropy', got 'ce'"),
+    ("train: {precision: fp16}", r"train.precision must be 'fp32' \| 'bf16', got 'fp16'"),
+    ("train: {device: gpu}", r"train.device must be auto \| cpu \| cuda \| cuda:N, got 'gpu'"),
 ])
 def test_bad_params_stop_the_stage_naming_the_key(project, capsys, params, message):
     import re
@@ -136,3 +145,100 @@ def test_bad_params_stop_the_stage_naming_the_key(project, capsys, params, messa
         train.main(STAGE_ARGS)
     assert re.search(message, str(e.value)), str(e.value)
     assert str(e.value).startswith("train: params.yaml: ") and not (project / "models").exists()
+
+
+def _run(data, recipe, **kw):
+    """train_one plus, from its hook, every epoch's weights and val accuracy."""
+    states = {}
+
+    def hook(epoch, model, row):
+        states[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+        states[epoch]["val/acc"] = torch.tensor(row["val/acc"])
+    model, summary = train.train_one("av_att", SMALL, data, recipe, 0, None, progress=False, on_epoch=hook, **kw)
+    return model, summary, states
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a if k != "val/acc")
+
+
+def test_patience_stops_a_prefix_of_the_full_run_and_keeps_its_best(project):
+    data = train.load_data(DATASET, AUDIO, VISUAL)
+    full, s_full, states = _run(data, train.Recipe(epochs=15, batch_size=8, seeds=[0]))
+    hist = [states[e]["val/acc"].item() for e in range(15)]
+    # where patience 2 must stop: the first epoch two past the best so far
+    best, stop = 0, None
+    for e, acc in enumerate(hist):
+        best = e if acc > hist[best] else best
+        if e - best >= 2:
+            stop = e
+            break
+    assert stop is not None and stop < 14, "patience never triggered: the test would show nothing"
+    model, s, seen = _run(data, train.Recipe(epochs=15, batch_size=8, patience=2))
+    assert sorted(seen) == list(range(stop + 1))  # trained exactly up to the stopping epoch
+    assert s == {"seed": 0, "best_epoch": best, "val_acc": hist[best], "stop_epoch": stop}
+    assert all(_same(seen[e], states[e]) for e in seen)  # the same epochs as the full run, bit for bit
+    assert _same(model.state_dict(), states[best])  # the checkpoint is the best on val among them
+    assert s_full["stop_epoch"] == 14 and s_full["best_epoch"] >= best
+
+
+def test_resume_restores_the_patience_count(project, tmp_path):
+    data = train.load_data(DATASET, AUDIO, VISUAL)
+    recipe = train.Recipe(epochs=15, batch_size=8, patience=2)
+    model, s, _ = _run(data, recipe)
+    assert s["stop_epoch"] < 14 and s["stop_epoch"] - s["best_epoch"] == 2
+    state = tmp_path / "seed0.state.pt"
+    # interrupted one epoch after the best: one epoch of patience already spent
+    _run(data, train.Recipe(epochs=s["best_epoch"] + 2, batch_size=8, patience=2), state_path=state)
+    again, s2, seen = _run(data, recipe, state_path=state)
+    assert s2 == s and sorted(seen) == [s["stop_epoch"]] and _same(again.state_dict(), model.state_dict())
+    # a seed that had already stopped trains no further
+    third, s3, seen = _run(data, recipe, state_path=state)
+    assert s3 == s and not seen and _same(third.state_dict(), model.state_dict())
+
+
+def test_cross_entropy_loss_learns_from_logits(project):
+    logits, labels = torch.randn(2, 10, 3), torch.eye(3)[torch.randint(0, 3, (2, 10))]
+    by_hand = -(labels * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(train.cross_entropy(logits, labels), by_hand)
+    assert torch.allclose(train.reference_loss(logits, labels),
+                          torch.nn.MultiLabelSoftMarginLoss()(logits.softmax(-1), labels))
+    data = train.load_data(DATASET, AUDIO, VISUAL)
+    log = Log()
+    _, summary = train.train_one("av_att", {}, data, train.Recipe(epochs=8, batch_size=8, loss="cross_entropy"),
+                                 0, log, progress=False)
+    loss = [v for _, k, v in log.rows if k == "seed0/train/loss"]
+    assert loss[-1] < 0.5 * loss[0] and summary["val_acc"] > 0.7
+
+
+def test_bf16_training_keeps_fp32_weights_and_learns(project):
+    data = train.load_data(DATASET, AUDIO, VISUAL)
+    log = Log()
+    model, summary = train.train_one("dmrn", SMALL, data, train.Recipe(epochs=6, batch_size=8, precision="bf16",
+                                                                        loss="cross_entropy"), 0, log, progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    loss = [v for _, k, v in log.rows if k == "seed0/train/loss"]
+    assert all(np.isfinite(loss)) and loss[-1] < loss[0]
+    fp32 = train.train_one("dmrn", SMALL, data, train.Recipe(epochs=6, batch_size=8, loss="cross_entropy"),
+                           0, None, progress=False)[0]
+    assert not _same(model.state_dict(), fp32.state_dict())  # the steps really ran in bf16
+
+
+def test_data_moves_once_and_batches_gather_into_reused_buffers(project):
+    data = train.load_data(DATASET, AUDIO, VISUAL).to(torch.device("cpu"))
+    assert data.device == torch.device("cpu") and set(data.splits) == {"train", "val", "test"}
+    batches = train.Batches(data, 4)
+    first = batches(torch.tensor([3, 1, 4, 1]))
+    pointers = [x.data_ptr() for x in first]
+    second = batches(torch.tensor([5, 9, 2, 6]))
+    assert [x.data_ptr() for x in second] == pointers  # no allocation per step
+    for x, full in zip(second, (data.audio, data.visual, data.labels)):
+        assert torch.equal(x, full[torch.tensor([5, 9, 2, 6])])
+
+
+def test_stage_with_device_cuda_and_no_cuda_stops_clearly(project, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (project / "params.yaml").write_text(PARAMS.replace("seeds: [0, 1]", "seeds: [0, 1], device: cuda"))
+    with pytest.raises(SystemExit, match=r"^train: params.yaml: train.device is 'cuda' but CUDA is not available"):
+        train.main(STAGE_ARGS)
+    assert not (project / "models").exists()

@@ -2,3 +2,9 @@
 from avcache.kernels import pin
 
 pin()  # before numpy, torch or TensorFlow load: portable kernels (avcache/kernels.py)
+
+import os  # noqa: E402
+
+# cuBLAS is deterministic only with a fixed workspace (torch.use_deterministic_algorithms needs it
+# on CUDA); set before CUDA starts, i.e. before the first training step.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
