@@ -24,7 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from avcache import params as P
 from avcache.cache import CacheError
-from avcache.dataset import DatasetError
+from avcache.dataset import DatasetError, read_dataset
 from avcache.io import atomic_write_text
 from avcache.pair import load_pair
 from evaluate.plots import confusion_png, curves_png
@@ -155,6 +155,10 @@ def main(argv=None) -> None:
     ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
     a = ap.parse_args(argv)
     try:
+        if read_dataset(a.dataset).kind == "clips":  # the clip heads saved their test predictions
+            from evaluate.clips import evaluate_clips
+            evaluate_clips(a.dataset, a.models, a.results, a.live)
+            return
         device = P.section(P.load(), "train").get("device", "auto")
         evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live, device)
     except (P.ParamsError, CacheError, DatasetError, FileNotFoundError) as e:

@@ -132,8 +132,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def metric_table(exps: list[Experiment]) -> tuple[list[str], list[list[str]]]:
-    """Columns 'split.metric' (mean ± std), best of each in bold (the highest; per_fold left out)."""
-    flats = [_flat({k: v for k, v in e.metrics.items() if k in ("test", "val")}) for e in exps]
+    """Columns 'split.metric' (mean ± std), the best test and val score of each in bold (per-fold
+    and per-seed details left out); ``train`` holds the selected and stopping epochs."""
+    flats = [_flat({k: ({kk: vv for kk, vv in v.items() if kk != "per_seed"} if k == "train" else v)
+                    for k, v in e.metrics.items() if k in ("test", "val", "train")}) for e in exps]
     columns = sorted({k for f in flats for k in f if not k.endswith("_std")}, key=lambda k: (k.split(".")[0] != "test", k))
     best = {c: max((f[c] for f in flats if c in f), default=None) for c in columns}
     rows = []
@@ -144,7 +146,8 @@ def metric_table(exps: list[Experiment]) -> tuple[list[str], list[list[str]]]:
                 cells.append("")
                 continue
             text = f"{f[c]:.4f}" + (f" ± {f[c + '_std']:.4f}" if c + "_std" in f else "")
-            cells.append(f"**{text}**" if len(exps) > 1 and f[c] == best[c] else text)
+            scored = c.startswith(("test.", "val."))  # all higher-is-better; epochs are not scores
+            cells.append(f"**{text}**" if scored and len(exps) > 1 and f[c] == best[c] else text)
         rows.append([e.name] + cells)
     return ["experiment"] + columns, rows
 

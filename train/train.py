@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from avcache import params as P
 from avcache.cache import CacheError, read_provenance
-from avcache.dataset import DatasetError
+from avcache.dataset import DatasetError, read_dataset
 from avcache.io import atomic_write, atomic_write_text
 from avcache.pair import load_pair
 from train.models import build, check_options, predict, resolve_device, rows, save_checkpoint
@@ -308,8 +308,14 @@ def main(argv=None) -> None:
     try:
         cfg = P.load()
         name = cfg.get("model")
-        options = check_options(name, P.section(cfg, f"models.{name}"))
         recipe = P.from_params(Recipe, cfg.get("train"), "train")
+        dataset = read_dataset(a.dataset)
+        if dataset.kind == "clips":  # clip classification: heads, official folds (train/clips.py)
+            from train import clips
+            options = clips.check_options(name, P.section(cfg, f"models.{name}"))
+            clips.train_clips(name, options, recipe.seeds, dataset, a.audio, a.visual, a.models, a.live)
+            return
+        options = check_options(name, P.section(cfg, f"models.{name}"))
         summaries = train(name, options, recipe, a.dataset, a.audio, a.visual, a.models, a.live)
     except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
         raise SystemExit(f"train: {e}") from None
