@@ -44,6 +44,7 @@ class Clip:
     end: int
     visual: np.ndarray  # [10] class shown in each second, -1 for none
     audio: np.ndarray  # [10] class heard in each second, -1 for none
+    seed: int = 0  # the video's own random stream (render_video, render_audio, shape_track)
 
 
 def plan_clip(rng: np.random.Generator, video_id: str, cls: int, n_classes: int,
@@ -83,14 +84,39 @@ def _shape_mask(shape: str, xx, yy, cx, cy, r):
     }[shape]
 
 
+class _Motion:
+    """Where the shape is: radius ``r`` and a straight path bouncing off the frame's edges."""
+
+    def __init__(self, rng: np.random.Generator, width: int, height: int):
+        self.size = np.array([width, height], float)
+        self.r = rng.uniform(0.22, 0.3) * min(width, height)
+        self.pos = rng.uniform([self.r, self.r], [width - self.r, height - self.r])
+        self.vel = rng.uniform(-25, 25, 2)
+
+    def centre(self, t: float) -> np.ndarray:
+        span = self.size - 2 * self.r
+        q = (self.pos - self.r + self.vel * t) % (2 * span)
+        return self.r + np.minimum(q, 2 * span - q)
+
+
+def _scene(rng: np.random.Generator, width: int, height: int):
+    """The draws every video makes first, in order: background, a drifting blob, the shape's motion."""
+    base, tilt = rng.uniform(30, 120, 3), rng.uniform(-40, 40, 3)
+    blob_c, blob_v = rng.uniform([0, 0], [width, height]), rng.uniform(-6, 6, 2)
+    return base, tilt, blob_c, blob_v, _Motion(rng, width, height)
+
+
+def shape_track(clip: Clip, width: int, height: int, times: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre [len(times), 2] in pixels, radius) of the clip's shape at ``times`` seconds: what the
+    attention maps are checked against."""
+    motion = _scene(np.random.default_rng(clip.seed), width, height)[-1]
+    return np.stack([motion.centre(t) for t in times]), motion.r
+
+
 def render_video(clip: Clip, rng: np.random.Generator, width: int, height: int, fps: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(30, 120, 3)
-    tilt = rng.uniform(-40, 40, 3)
+    base, tilt, blob_c, blob_v, motion = _scene(rng, width, height)
     background = base + tilt * (xx / width)[..., None] + (tilt[::-1] * (yy / height)[..., None]) / 2
-    blob_c, blob_v = rng.uniform([0, 0], [width, height]), rng.uniform(-6, 6, 2)
-    r = rng.uniform(0.22, 0.3) * min(width, height)
-    pos, vel = rng.uniform([r, r], [width - r, height - r]), rng.uniform(-25, 25, 2)
     frames = np.empty((len(clip.visual) * fps, height, width, 3), np.uint8)
     for k in range(len(frames)):
         t = k / fps
@@ -100,11 +126,9 @@ def render_video(clip: Clip, rng: np.random.Generator, width: int, height: int, 
         img += rng.normal(0, 3, img.shape[:2])[..., None]
         c = clip.visual[int(t)]
         if c >= 0:
-            span = np.array([width, height]) - 2 * r
-            q = (pos - r + vel * t) % (2 * span)
-            p = r + np.minimum(q, 2 * span - q)  # bounces off the frame's edges
+            p = motion.centre(t)
             _, shape, colour, _ = CLASSES[c]
-            img[_shape_mask(shape, xx, yy, p[0], p[1], r)] = colour
+            img[_shape_mask(shape, xx, yy, p[0], p[1], motion.r)] = colour
         frames[k] = np.clip(img, 0, 255)
     return frames
 
@@ -195,11 +219,11 @@ def generate(out: str | Path, videos: int = 240, classes: int = 6, seed: int = 0
     cls_of = np.sort(np.arange(videos) % classes)  # grouped by class, like AVE's Annotations.txt
     clips = [plan_clip(rng, f"demo{k:05d}", int(c), classes, distractor_prob)
              for k, c in enumerate(cls_of)]
-    video_seeds = rng.integers(0, 2**63, len(clips))
+    for clip, s in zip(clips, rng.integers(0, 2**63, len(clips))):
+        clip.seed = int(s)
     from tqdm import tqdm
-    for clip, s in tqdm(list(zip(clips, video_seeds)), desc="demo videos", unit="video",
-                        disable=not progress):
-        r = np.random.default_rng(int(s))
+    for clip in tqdm(clips, desc="demo videos", unit="video", disable=not progress):
+        r = np.random.default_rng(clip.seed)
         encode(out_dir / "AVE" / f"{clip.video_id}.mp4", render_video(clip, r, width, height, fps),
                fps, render_audio(clip, r, sample_rate), sample_rate)
 
@@ -248,10 +272,11 @@ def generate_clips(out: str | Path, clips: int = 150, classes: int = 5, seed: in
         clip = Clip(f"clip{k:04d}", cls, 0, n, np.array(shown[:n]), np.array(shown[n:]))
         planned.append(clip)
         lines.append(f"clips/{clip.video_id}.mp4,{CLASSES[cls][0]},{fold_of[source]},source{source:03d}\n")
-    seeds = rng.integers(0, 2**63, len(planned))
+    for clip, s in zip(planned, rng.integers(0, 2**63, len(planned))):
+        clip.seed = int(s)
     from tqdm import tqdm
-    for clip, s in tqdm(list(zip(planned, seeds)), desc="clip demo", unit="clip", disable=not progress):
-        r = np.random.default_rng(int(s))
+    for clip in tqdm(planned, desc="clip demo", unit="clip", disable=not progress):
+        r = np.random.default_rng(clip.seed)
         encode(out_dir / "clips" / f"{clip.video_id}.mp4", render_video(clip, r, width, height, fps),
                fps, render_audio(clip, r, sample_rate), sample_rate)
     (out_dir / "clips.csv").write_text("".join(lines))

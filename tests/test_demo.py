@@ -72,3 +72,17 @@ def test_bad_demo_and_dataset_params_name_the_key(tmp_path, monkeypatch, stage, 
     with pytest.raises(SystemExit) as e:
         demo.main([]) if stage == "demo" else dataset.main(["--out", "features/dataset.h5"])
     assert re.match(message, str(e.value)), str(e.value)
+
+
+def test_shape_track_is_where_the_shape_is_drawn(tiny_demo):
+    """The attention-map check relies on knowing the shape's position in every frame."""
+    root, clips = tiny_demo
+    clip = next(c for c in clips if (c.visual >= 0).sum() >= 3)
+    frames = media.load_frames(root / "AVE" / f"{clip.video_id}.mp4", 2, (160, 120))
+    centres, r = demo.shape_track(clip, 160, 120, frames.times)
+    hits = []
+    for img, t, (x, y) in zip(frames.images, frames.times, centres):
+        c = clip.visual[int(t)]
+        if c >= 0 and demo.CLASSES[c][1] in ("disc", "square", "diamond", "cross"):  # filled at the centre
+            hits.append(np.abs(img[int(y), int(x)].astype(int) - demo.CLASSES[c][2]).max() < 40)
+    assert hits and all(hits) and 20 < r < 40
