@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("avcache", "extract", "train", "evaluate")
 ENTRY_POINTS = {"demo": ["extract.demo"], "dataset": ["extract.dataset"],
-                "train": ["train.train"], "evaluate": ["evaluate.evaluate"]}
+                "train": ["train.train"], "evaluate": ["evaluate.evaluate"], "attention": ["evaluate.attention"]}
 
 
 def module_file(module: str) -> Path | None:

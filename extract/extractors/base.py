@@ -94,6 +94,7 @@ class VisualExtractor(Extractor):
     modality = "visual"
     image_size = (224, 224)  # (width, height)
     fit = "stretch"
+    spatial = True  # the feature map's regions are places in the frame (not, e.g., query groups)
 
     def __init__(self, frames_per_second: int = 16):
         if not (isinstance(frames_per_second, int) and frames_per_second > 0):
@@ -105,7 +106,7 @@ class VisualExtractor(Extractor):
 
     def decoding(self) -> dict:
         return {"frames_per_second": self.frames_per_second, "input_size": list(self.image_size),
-                "fit": self.fit, "fit_is": media.FITS[self.fit],
+                "fit": self.fit, "fit_is": media.FITS[self.fit], "spatial_regions": self.spatial,
                 "geometry": "upright, sample aspect ratio applied, then fitted"}
 
     def __call__(self, frames: media.Frames):

@@ -22,6 +22,7 @@ def group_mean(x: np.ndarray, axis: int, groups: int) -> np.ndarray:
 
 class MaskFormer(VisualExtractor):
     name = "maskformer"
+    spatial = False  # its "regions" are groups of queries (or mask rows), not places in the frame
 
     def __init__(self, model: str = "facebook/maskformer-swin-large-ade", output: str = "class",
                  frames_per_second: int = 16, input_size: int = 640, groups: int | None = None,
