@@ -63,7 +63,7 @@ def test_dvc_yaml_code_deps_are_the_lineage_files(tmp_path, audio, visual):
     params.update(audio=audio, visual=visual)
     deps = resolved_stages(tmp_path, params)
     assert deps["lineage"] == list(lineage.PACKAGES)
-    expect = {"demo": "demo", "dataset": "dataset", "extract_audio": f"extract/{audio}",
+    expect = {"demo": "demo", "clip_demo": "demo", "dataset": "dataset", "extract_audio": f"extract/{audio}",
               "extract_visual": f"extract/{visual}", "train": "train", "evaluate": "evaluate",
               "attention": "attention"}
     assert set(deps) == {"lineage", *expect}
