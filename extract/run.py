@@ -222,7 +222,10 @@ class LocalEngine:
 def open_engine(name, options, reduction, reduction_cfg, device, precision, engine_name, decode_workers, ray):
     if engine_name == "ray":
         from extract import engine_ray
-        return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
+        try:
+            return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
+        except engine_ray.RayMissing as e:
+            raise StageError(str(e)) from None
     if engine_name != "local":
         raise ValueError(f"extract.engine must be one of {ENGINES}, got {engine_name!r}")
     return LocalEngine(name, options, reduction, device, precision, decode_workers)

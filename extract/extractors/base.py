@@ -59,6 +59,8 @@ class Extractor:
         """``module`` in eval mode on the extractor's device."""
         import torch
         torch.use_deterministic_algorithms(True)
+        if torch.get_num_threads() < 2:  # oneDNN's one-thread CPU kernels give other bits (Lite0: 4e-5)
+            torch.set_num_threads(2)    # than 2 or more threads, which all agree: a 1-CPU Ray actor too
         return module.eval().to(self.torch_device())
 
     def torch_inference(self):
