@@ -27,5 +27,5 @@ repro: setup
 test: setup setup-extras
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup setup-extras
 	$(BIN)/python bench/extract_speed.py

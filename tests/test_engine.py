@@ -170,3 +170,21 @@ def test_bf16_features_stay_close_to_fp32_on_the_shared_clips():
         print(f"{clip.name}: bf16 vs fp32 per-row cosine min {cos.min():.5f} mean {cos.mean():.5f}")
         assert cos.min() >= 0.98, clip.name
         assert not np.array_equal(a, b)  # bf16 really ran
+
+
+def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch, capsys):
+    from avcache.dataset import write_dataset
+    from extract import plan
+    write_dataset(demo_ds, tmp_path / "dataset.h5")
+    (tmp_path / "params.yaml").write_text(
+        "visual: efficientnet\nextract: {device: cpu}\nextractors:\n  efficientnet:\n"
+        "    frames_per_second: 1\n    reduction: {method: pca, dim: 16}\n")
+    monkeypatch.chdir(tmp_path)
+    plan.main(["visual", "--dataset", "dataset.h5", "--time", "1"])
+    out = capsys.readouterr().out
+    assert "visual/efficientnet: 12 videos (12 files)" in out and "frames: 120 (1/s at 224x224)" in out
+    per_video = float(out.split("GFLOP (")[1].split(" GFLOP per video")[0])
+    assert 7 < per_video < 8.5, out  # Lite0: 0.39 G multiply-adds per frame, 10 frames, counted x2
+    assert "measured (torch flop counter)" in out
+    assert "cache: 378 kB (12 x [10, 7, 7, 16] float32)" in out and "work folder: 30.1 MB" in out
+    assert "serial" in out and "WARNING" not in out

@@ -48,6 +48,10 @@ class Extractor:
     precision = "fp32"
     device: str | None = None  # resolved by the first helper that needs it
     fp32_only = ""  # why, when the model's graph fixes its dtypes (a non-fp32 precision is refused)
+    # Published compute of a TensorFlow model, for `python -m extract.plan` (PyTorch models are
+    # measured instead): FLOPs (2 x multiply-adds) per frame at a given input side, or per second.
+    flops_per_frame: tuple[float, int] | None = None
+    flops_per_second: float | None = None
 
     # --- device and precision (accel.py) ---
     def torch_device(self) -> str:

@@ -23,8 +23,10 @@ from extract.extractors.shared import keras_apps
 VARIANTS = {
     "lite0": {"size": 224, "layer": "head swish (extract_features), 7x7x1280",
               "env": "EFFICIENTNET_LITE0_WEIGHTS"},
-    "b7": {"size": 600, "app": "EfficientNetB7", "weights_file": "efficientnetb7_notop.h5"},
-    "v2l": {"size": 480, "app": "EfficientNetV2L", "weights_file": "efficientnetv2-l_notop.h5"},
+    "b7": {"size": 600, "app": "EfficientNetB7", "weights_file": "efficientnetb7_notop.h5",
+           "gmacs": 37},  # Tan & Le 2019, Table 2
+    "v2l": {"size": 480, "app": "EfficientNetV2L", "weights_file": "efficientnetv2-l_notop.h5",
+            "gmacs": 53},  # Tan & Le 2021, Table 7
 }
 
 
@@ -68,6 +70,7 @@ class EfficientNet(VisualExtractor):
         if variant == "lite0":
             self._load_lite0(weights)
         else:
+            self.flops_per_frame = (2 * spec["gmacs"] * 1e9, spec["size"])
             self.keras, self.weights, self.source = keras_apps.build(
                 self, spec["app"], spec["weights_file"], weights, size, "top_activation")
 
