@@ -29,6 +29,7 @@ from extract import engine
 from extract.extractors import WeightsNotFound, accel
 
 RAY_PIN = "ray==2.60.0"
+START_TIMEOUT = 900  # seconds for every actor to load its model (weights may be read from a network disk)
 
 
 class RayMissing(RuntimeError):
@@ -131,6 +132,9 @@ class RayEngine:
         if device.startswith("cuda") and not gpus:
             raise accel.DeviceError(f"extract.device is {device!r} but the Ray cluster has no GPUs "
                                     f"(resources: {resources}); add GPU nodes or set extract.device: cpu")
+        if s.cpus_per_worker > resources.get("CPU", 0):
+            raise RayMissing(f"extract.ray.cpus_per_worker is {s.cpus_per_worker} but the Ray cluster has "
+                             f"{resources.get('CPU', 0):g} CPUs in all; lower it or add nodes")
         n = s.workers or (gpus if use_gpu else max(1, int(resources.get("CPU", 1) // s.cpus_per_worker)))
         per_gpu_device = "cuda" if use_gpu else device  # Ray gives each actor its own GPU as cuda:0
         actor = ray.remote(Worker).options(
@@ -140,7 +144,12 @@ class RayEngine:
         self.actors = [actor.remote(name, options, reduction_cfg, per_gpu_device, precision, s.decode_workers)
                        for _ in range(n)]
         self.ahead = 2 + 2 * s.decode_workers  # videos queued on each actor
-        infos = ray.get([a.info.remote() for a in self.actors])
+        try:
+            infos = ray.get([a.info.remote() for a in self.actors], timeout=START_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            raise RayMissing(f"{n} Ray actors ({s.cpus_per_worker:g} CPUs{' and 1 GPU' if use_gpu else ''} "
+                             f"each) did not all start within {START_TIMEOUT} s; the cluster has {resources}. "
+                             "Lower extract.ray.workers or cpus_per_worker, or add nodes") from None
         for info in infos:
             if "error" in info:
                 kind, message = info["error"]

@@ -111,3 +111,14 @@ def test_missing_ray_is_named_with_the_extra(monkeypatch, demo_ds, tmp_path):
                                            r"requirements-extras.lock.*ray==2.60.0"):
         run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5",
                 progress=False, engine="ray")
+
+
+def test_a_cluster_that_cannot_host_the_actors_says_so(local_ray, demo_ds, tmp_path):
+    with pytest.raises(run.StageError, match=r"extract.ray.cpus_per_worker is 64 but the Ray cluster has \d+ CPUs"):
+        run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False,
+                engine="ray", ray={"cpus_per_worker": 64})
+    from extract.extractors import DeviceError
+    with pytest.raises(DeviceError, match=r"extract.device is 'cuda' but the Ray cluster has no GPUs"):
+        run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False,
+                engine="ray", device="cuda")
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
