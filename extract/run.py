@@ -280,6 +280,8 @@ def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, vi
                 tasks.append(engine.Task(i, vid, video_path(videos, vid)))
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
+    if tasks:
+        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
     bar = tqdm(total=len(ids), initial=done_before, desc=f"{modality}/{name}", unit="video",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
 
@@ -294,8 +296,6 @@ def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, vi
 
     for src in [s for s in copies if work.done(s, stamps[s])]:  # finished in an earlier run
         copy_rows(src)
-    if tasks:
-        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
     results = backend.results(tasks)
     try:
         for task, result in results:

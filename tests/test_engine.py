@@ -188,3 +188,27 @@ def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch,
     assert "measured (torch flop counter)" in out
     assert "cache: 378 kB (12 x [10, 7, 7, 16] float32)" in out and "work folder: 30.1 MB" in out
     assert "serial" in out and "WARNING" not in out
+
+
+def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
+    """The mixed dtype policy (Keras) and autocast (transformers) really change the arithmetic,
+    and stay close to fp32, on models of the real interface with random weights."""
+    import keras
+    from conftest import save_tiny_wav2vec2
+    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3))
+    base.save_weights(tmp_path / "vgg19.weights.h5")
+    opts = {"weights": str(tmp_path / "vgg19.weights.h5"), "input_size": 64, "frames_per_second": 1}
+    w2v = {"model": save_tiny_wav2vec2(tmp_path / "w2v2")}
+    rng = np.random.default_rng(0)
+    inputs = {"vgg19": rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8),
+              "wav2vec2": (0.1 * rng.standard_normal(16000)).astype(np.float32)}
+    for name, options in (("vgg19", opts), ("wav2vec2", w2v)):
+        fp32 = extractors.create(name, options, "cpu", "fp32")
+        bf16 = extractors.create(name, options, "cpu", "bf16")
+        x = inputs[name]
+        a, b = (np.asarray(e.embed(x)[0] if name == "wav2vec2" else e.embed(x)) for e in (fp32, bf16))
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert b.dtype == np.float32 and cos.min() > 0.98 and not np.array_equal(a, b), (name, cos.min())
+    assert bf16.net.dtype == fp32.net.dtype  # autocast: the weights stay fp32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
