@@ -97,6 +97,15 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def decode_workers(setting: int | str) -> int:
+    """``auto``: one process per core the model does not need, 1 to 16 (a GPU server's cores all
+    decode; on 2 cores one decodes while the model's threads run)."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(16, cores - 1))
+
+
 def decode_pool(workers: int) -> ProcessPoolExecutor:
     """``workers`` spawned processes for decoding; they never import TensorFlow or PyTorch."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),

@@ -68,16 +68,17 @@ class ExtractParams:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     engine: Literal["local", "ray"] = "local"
-    decode_workers: int = 2  # local engine: processes decoding ahead of the model (0: serial)
+    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
     ray: dict | None = None  # RayParams
 
     def check(self, where):
         if not isinstance(self.device, str) or not accel.DEVICE_PATTERN.match(self.device):
             raise P.ParamsError(f"params.yaml: {where}.device must be auto, cpu, cuda or cuda:N, "
                                 f"got {self.device!r}")
-        if self.decode_workers < 0:
-            raise P.ParamsError(f"params.yaml: {where}.decode_workers must be 0 (serial) or more, "
-                                f"got {self.decode_workers}")
+        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
+            raise P.ParamsError(f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
+                                f"of processes, got {self.decode_workers!r}")
+        self.decode_workers = engine.decode_workers(self.decode_workers)
         self.ray = P.from_params(RayParams, self.ray, f"{where}.ray")
 
 
@@ -228,12 +229,12 @@ def open_engine(name, options, reduction, reduction_cfg, device, precision, engi
             raise StageError(str(e)) from None
     if engine_name != "local":
         raise ValueError(f"extract.engine must be one of {ENGINES}, got {engine_name!r}")
-    return LocalEngine(name, options, reduction, device, precision, decode_workers)
+    return LocalEngine(name, options, reduction, device, precision, engine.decode_workers(decode_workers))
 
 
 def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str | Path,
         out: Path, progress: bool = True, on_failure: str = "mask", *, device: str = "auto",
-        precision: str = "fp32", engine: str = "local", decode_workers: int = 2,
+        precision: str = "fp32", engine: str = "local", decode_workers: int | str = "auto",
         ray: RayParams | dict | None = None) -> Path:
     """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
 

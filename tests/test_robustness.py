@@ -336,7 +336,7 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
     assert p.poll() is None, "the stage finished before it could be killed"
     import psutil
     workers = psutil.Process(p.pid).children(recursive=True)  # its decode worker processes
-    assert workers, "the stage runs the pipelined engine (extract.decode_workers defaults to 2)"
+    assert workers, "the stage runs the pipelined engine (extract.decode_workers defaults to auto)"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)  # they notice and exit on their own
