@@ -27,7 +27,7 @@ repro: setup
 test: setup setup-extras
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup setup-extras
 	$(BIN)/python bench/extract_speed.py
 
 # Sharing caches (README: Sharing caches in a lab). REMOTE: a folder all machines can reach (or

@@ -4,6 +4,9 @@
     # reads params.yaml `extractors.musicnn` and `extract`
 
 Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
+Where the model runs (``extract.device``, ``extract.precision``) and what computes the rows
+(``extract.engine``: ``local`` with ``decode_workers`` processes decoding ahead, or ``ray``
+actors on a cluster; ``extract/engine.py``) change neither the rows nor how they are kept.
 Every finished video is saved at once in a work folder beside the cache, so a killed stage
 resumes where it stopped, and a video that cannot be decoded is recorded and skipped instead of
 stopping the others. When all videos are done, a reduction fitted on data (``pca``) is fitted on
@@ -20,7 +23,6 @@ import os
 import platform
 import shutil
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,17 +36,50 @@ from avcache import kernels, lineage, params as P
 from avcache.cache import CacheWriter
 from avcache.dataset import Dataset, DatasetError, read_dataset
 from avcache.io import atomic_write
-from extract import extractors, media
+from extract import engine, extractors, media
+from extract.extractors import accel
 from extract.media import MediaError
-from extract.reduce import Reduction, make_reduction, pool_seconds
+from extract.reduce import Reduction, make_reduction
 
 POLICIES = ("stop", "exclude", "mask")
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class RayParams:
+    """params.yaml ``extract.ray``: where the Ray engine runs and how big its actors are."""
+    address: str | None = None  # null: a local Ray instance; "auto" or ray://host:10001: a cluster
+    cpus_per_worker: float = 2  # CPUs each actor reserves (decoding, and the model on CPU)
+    workers: int | None = None  # null: one per GPU (device cuda) or per cpus_per_worker CPUs
+    decode_workers: int = 1  # decode processes inside each actor (0: decode in the actor's threads)
+    max_retries: int = 3  # times a video is retried on a restarted actor after its worker died
+
+    def check(self, where):
+        if self.cpus_per_worker <= 0 or (self.workers is not None and self.workers < 1) \
+                or self.decode_workers < 0 or self.max_retries < 0:
+            raise P.ParamsError(f"params.yaml: {where}: cpus_per_worker and workers must be positive, "
+                                f"decode_workers and max_retries at least 0, got {self.__dict__}")
 
 
 @dataclass
 class ExtractParams:
     """params.yaml ``extract``: options shared by every extraction stage."""
     on_failure: Literal["mask", "exclude", "stop"] = "mask"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    engine: Literal["local", "ray"] = "local"
+    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
+    ray: dict | None = None  # RayParams
+
+    def check(self, where):
+        if not isinstance(self.device, str) or not accel.DEVICE_PATTERN.match(self.device):
+            raise P.ParamsError(f"params.yaml: {where}.device must be auto, cpu, cuda or cuda:N, "
+                                f"got {self.device!r}")
+        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
+            raise P.ParamsError(f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
+                                f"of processes, got {self.decode_workers!r}")
+        self.decode_workers = engine.decode_workers(self.decode_workers)
+        self.ray = P.from_params(RayParams, self.ray, f"{where}.ray")
 
 
 class StageError(RuntimeError):
@@ -72,12 +107,7 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     """Per-second features [10, ...] of one video, what decoding did (numbers) and notes for people.
 
     A pure function of the file and the configuration."""
-    decoded = extractor.decode(path)
-    values, times = extractor(decoded)
-    if reduction.per_video:
-        values = reduction(values)
-    facts = {**decoded.facts(), "file": Path(decoded.file).name}  # the name only: no machine paths
-    return pool_seconds(values, times), facts, decoded.notes()
+    return engine.finish(extractor, reduction, extractor.decode(path))[1:]
 
 
 def file_stamp(path: Path) -> str:
@@ -143,11 +173,14 @@ class WorkStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def work_key(modality: str, name: str, options: dict, reduction_cfg, dataset: Dataset, videos) -> str:
-    """Everything a finished row depends on besides its video file."""
-    return hashlib.sha256(json.dumps([modality, name, options, reduction_cfg, code_sha256(name),
-                                      dataset.order_sha256, str(videos)], sort_keys=True,
-                                     default=str).encode()).hexdigest()[:16]
+def work_key(modality: str, name: str, options: dict, reduction_cfg, dataset: Dataset, videos,
+             runtime: dict | None = None) -> str:
+    """Everything a finished row depends on besides its video file (the device kind and the
+    precision too: a resumed run does not mix rows computed differently)."""
+    parts = [modality, name, options, reduction_cfg, code_sha256(name), dataset.order_sha256, str(videos)]
+    if runtime and runtime != accel.describe("cpu", "fp32"):
+        parts.append(runtime)  # the CPU in fp32 keeps the keys work folders had before
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def report_path(out: Path) -> Path:
@@ -165,53 +198,121 @@ def check_writable(folder: Path) -> None:
         raise StageError(f"cannot write to {folder} ({e.strerror or e}); make it writable and re-run") from None
 
 
+class LocalEngine:
+    """The model in this process; decoding here (``decode_workers: 0``) or in worker processes."""
+
+    def __init__(self, name: str, options: dict, reduction: Reduction, device: str, precision: str,
+                 decode_workers: int):
+        self.extractor = extractors.create(name, options, device, precision)
+        self.extractor.preflight()
+        self.reduction, self.decode_workers = reduction, decode_workers
+        self.describe, self.decoding = self.extractor.describe(), self.extractor.decoding()
+        self.runtime = self.extractor.runtime()
+
+    def results(self, tasks):
+        return engine.run_local(self.extractor, self.reduction, tasks, self.decode_workers)
+
+    def about(self) -> str:
+        how = f"{self.decode_workers} decode workers" if self.decode_workers else "serial"
+        return f"local engine ({how}), {self.extractor.device}, {self.runtime['precision']}"
+
+    def close(self):
+        pass
+
+
+def open_engine(name, options, reduction, reduction_cfg, device, precision, engine_name, decode_workers, ray):
+    if engine_name == "ray":
+        from extract import engine_ray
+        try:
+            return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
+        except engine_ray.RayMissing as e:
+            raise StageError(str(e)) from None
+    if engine_name != "local":
+        raise ValueError(f"extract.engine must be one of {ENGINES}, got {engine_name!r}")
+    return LocalEngine(name, options, reduction, device, precision, engine.decode_workers(decode_workers))
+
+
 def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str | Path,
-        out: Path, progress: bool = True, on_failure: str = "mask") -> Path:
-    """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``."""
+        out: Path, progress: bool = True, on_failure: str = "mask", *, device: str = "auto",
+        precision: str = "fp32", engine: str = "local", decode_workers: int | str = "auto",
+        ray: RayParams | dict | None = None) -> Path:
+    """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
+
+    ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
+    ``extract`` options; the rows, the report and the published cache do not depend on the
+    engine (nor on its settings)."""
     if on_failure not in POLICIES:
         raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
+    if not isinstance(ray, RayParams):
+        ray = P.from_params(RayParams, ray, "extract.ray")
     out = Path(out)
     check_writable(out.parent)
     options = dict(options)
     reduction_cfg = options.pop("reduction", None)
     reduction = make_reduction(reduction_cfg)
-    extractor = extractors.create(name, options)
-    if extractor.modality != modality:
-        raise ValueError(f"extractor {name} is {extractor.modality}, listed under {modality}")
-    extractor.preflight()
+    if extractors.get(name).modality != modality:
+        raise ValueError(f"extractor {name} is {extractors.get(name).modality}, listed under {modality}")
+    backend = open_engine(name, options, reduction, reduction_cfg, device, precision, engine, decode_workers, ray)
+    try:
+        return _run(backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out,
+                    progress, on_failure)
+    finally:
+        backend.close()
+
+
+def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out, progress,
+         on_failure) -> Path:
     ids = dataset.video_ids
-    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos))
+    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
     stamps = [video_stamp(videos, vid) for vid in ids]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
         print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
               file=sys.stderr)
-    first_row = {}  # AVE lists a few videos twice (two classes): decode each file once
-    bar = tqdm(total=len(ids), initial=done_before, desc=f"{modality}/{name}", unit="video",
-               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
     for i, vid in enumerate(ids):
         if work.done(i, stamps[i]):
             first_row.setdefault(vid, i)
-            continue
-        if vid in first_row and work.done(first_row[vid], stamps[i]):
-            reason = work.failure(first_row[vid])
-            if reason is None:
-                work.put(i, *work.get(first_row[vid]), stamps[i])
-            else:
-                work.fail(i, reason)
+        elif vid in first_row:
+            copies.setdefault(first_row[vid], []).append(i)
         else:
             first_row[vid] = i
-            path = Path(videos) / vid
             try:
-                path = video_path(videos, vid)
-                work.put(i, *extract_video(extractor, reduction, path), stamps[i])
+                tasks.append(engine.Task(i, vid, video_path(videos, vid)))
             except MediaError as e:
-                work.fail(i, str(e))
-            except Exception as e:  # not the file's fault: stop, naming the video, keep the rest
-                traceback.print_exc()
-                raise StageError(f"video {vid} ({path}): {type(e).__name__}: {e}. Finished videos are "
-                                 f"kept in {work.dir}; fix the cause and re-run") from None
-        bar.update(1)
+                tasks.append(engine.Task(i, vid, None, str(e)))
+    if tasks:
+        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
+    bar = tqdm(total=len(ids), initial=done_before, desc=f"{modality}/{name}", unit="video",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+
+    def copy_rows(src: int) -> None:
+        for i in copies.pop(src, []):
+            reason = work.failure(src)
+            if reason is None:
+                work.put(i, *work.get(src), stamps[i])
+            else:
+                work.fail(i, reason)
+            bar.update(1)
+
+    for src in [s for s in copies if work.done(s, stamps[s])]:  # finished in an earlier run
+        copy_rows(src)
+    results = backend.results(tasks)
+    try:
+        for task, result in results:
+            if result[0] == "row":
+                work.put(task.index, *result[1:], stamps[task.index])
+            elif result[0] == "failed":
+                work.fail(task.index, result[1])
+            else:  # not the file's fault: stop, naming the video, keep the rest
+                print(result[2], file=sys.stderr, end="")
+                path = task.path or Path(videos) / task.video
+                raise StageError(f"video {task.video} ({path}): {result[1]}. Finished videos are "
+                                 f"kept in {work.dir}; fix the cause and re-run")
+            bar.update(1)
+            copy_rows(task.index)
+    finally:
+        results.close()
     bar.close()
 
     failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
@@ -233,7 +334,8 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     first = work.get(int(np.flatnonzero(valid)[0]))[0]
     shape = (first if reduction.per_video else reduction(first)).shape
     code = lineage.fingerprint(f"extract/{name}")
-    provenance = {**extractor.describe(), "name": name, "modality": modality, "decoding": extractor.decoding(),
+    provenance = {**backend.describe, "name": name, "modality": modality, "decoding": backend.decoding,
+                  **backend.runtime,
                   "reduction": reduction.describe(), "fit_split": "train" if reduction.needs_fit else None,
                   "per_second": "mean of the frames whose time is in [t, t+1)",
                   "failure_policy": on_failure, "failed_videos": len(failed),
@@ -275,14 +377,16 @@ def main(argv=None) -> None:
     try:
         cfg = P.load()
         stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
+        settings = {"device": stage.device, "precision": stage.precision, "engine": stage.engine,
+                    "decode_workers": stage.decode_workers, "ray": stage.ray}
         options = P.section(cfg, f"extractors.{a.name}")
         dataset = read_dataset(a.dataset)
         cls = extractors.get(a.name)
         if hasattr(cls, "import_cache"):  # released features: nothing to decode
             cls.import_cache(dataset, dataset.videos, out)
         else:
-            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure)
-    except (extractors.WeightsNotFound, MediaError, StageError, ValueError, DatasetError) as e:
+            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure, **settings)
+    except (extractors.WeightsNotFound, accel.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
     except OSError as e:
         what = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file grew past the size limit",

@@ -334,8 +334,13 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
     while rows_done(root) < 4 and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert p.poll() is None, "the stage finished before it could be killed"
+    import psutil
+    workers = psutil.Process(p.pid).children(recursive=True)  # its decode worker processes
+    assert workers, "the stage runs the pipelined engine (extract.decode_workers defaults to auto)"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)  # they notice and exit on their own
+    assert not alive, f"decode workers outlived the killed stage: {alive}"
     done = rows_done(root)
     assert 4 <= done < 20 and not (root / "features/audio/musicnn.h5").exists()
     stamps = {f: f.stat().st_mtime_ns for f in (root / "features/audio").glob(".musicnn.work-*/rows/*.npz")}

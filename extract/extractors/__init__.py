@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from avcache.params import ParamsError, check_call
+from extract.extractors.accel import DeviceError  # noqa: F401
 from extract.extractors.base import Extractor, WeightsNotFound  # noqa: F401
 
 REGISTRY = {
@@ -40,7 +41,16 @@ def get(name: str) -> type[Extractor]:
     return getattr(importlib.import_module(module), cls)
 
 
-def create(name: str, options: dict) -> Extractor:
-    """Build an extractor from its params.yaml options (``reduction`` is not the extractor's)."""
+def create(name: str, options: dict, device: str = "cpu", precision: str = "fp32") -> Extractor:
+    """Build an extractor from its params.yaml options (``reduction`` is not the extractor's), its
+    model on ``device`` computing in ``precision`` (``extract.device`` / ``extract.precision``)."""
+    from extract.extractors import accel
     cls = get(name)
-    return cls(**check_call(cls, options, f"extractors.{name}"))
+    options = check_call(cls, options, f"extractors.{name}")
+    accel.check(device, precision)
+    extractor = cls.__new__(cls)
+    extractor.device_spec, extractor.precision = device, precision  # before the model loads
+    extractor.check_precision()
+    extractor.__init__(**options)
+    extractor.check_precision()  # fp32_only may depend on the options (EfficientNet's variants)
+    return extractor

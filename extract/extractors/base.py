@@ -5,12 +5,14 @@ happen outside it, so any extractor can be sharded over videos without changing 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from extract import media
+from extract.extractors import accel
 
 
 class WeightsNotFound(RuntimeError):
@@ -35,9 +37,64 @@ def describe_source(path: str | Path, package: str | None = None) -> str:
 
 
 class Extractor:
-    """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``."""
+    """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``.
+
+    ``device_spec`` and ``precision`` (params.yaml ``extract.device`` / ``extract.precision``)
+    are set by ``extractors.create`` before ``__init__`` runs, so loading code places the model
+    with the helpers below (``torch_module``, ``torch_inference``, ``tf_scope``...)."""
     name = ""
     modality = ""
+    device_spec = "cpu"
+    precision = "fp32"
+    device: str | None = None  # resolved by the first helper that needs it
+    fp32_only = ""  # why, when the model's graph fixes its dtypes (a non-fp32 precision is refused)
+    # Published compute of a TensorFlow model, for `python -m extract.plan` (PyTorch models are
+    # measured instead): FLOPs (2 x multiply-adds) per frame at a given input side, or per second.
+    flops_per_frame: tuple[float, int] | None = None
+    flops_per_second: float | None = None
+
+    # --- device and precision (accel.py) ---
+    def torch_device(self) -> str:
+        if self.device is None:
+            self.device = accel.torch_device(self.device_spec)
+        return self.device
+
+    def torch_module(self, module):
+        """``module`` in eval mode on the extractor's device."""
+        import torch
+        torch.use_deterministic_algorithms(True)
+        # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+        # memory: 8 % of Lite0's time on this CPU, and no op we run reads such memory (same bits)
+        torch.utils.deterministic.fill_uninitialized_memory = False
+        if torch.get_num_threads() < 2:  # oneDNN's one-thread CPU kernels give other bits (Lite0: 4e-5)
+            torch.set_num_threads(2)    # than 2 or more threads, which all agree: a 1-CPU Ray actor too
+        return module.eval().to(self.torch_device())
+
+    def torch_inference(self):
+        return accel.torch_inference(self.torch_device(), self.precision)
+
+    def tf_device(self) -> str:
+        if self.device is None:
+            self.device = accel.tf_device(self.device_spec)
+        return self.device
+
+    def tf_scope(self):
+        """Build and run TensorFlow ops inside this (``tf.device``)."""
+        import tensorflow as tf
+        return tf.device(self.tf_device())
+
+    def check_precision(self) -> None:
+        if self.precision != "fp32" and self.fp32_only:
+            raise accel.DeviceError(f"{self.name}: extract.precision {self.precision!r} is not available: "
+                                    f"{self.fp32_only}. Set extract.precision: fp32")
+
+    def runtime(self) -> dict:
+        """Device kind and precision, for the cache's provenance."""
+        return accel.describe(self.device, self.precision)
+
+    def decoder(self):
+        """A picklable callable path -> decoded clip, for decoding in another process."""
+        raise NotImplementedError
 
     def describe(self) -> dict:
         """Everything that determines the features, for the cache's provenance."""
@@ -45,7 +102,7 @@ class Extractor:
 
     def decode(self, path: str | Path):
         """The decoded clip (``media.Audio`` / ``media.Frames``, which know what decoding did)."""
-        raise NotImplementedError
+        return self.decoder()(path)
 
     def decoding(self) -> dict:
         """How the input is prepared before the model sees it (for the cache's provenance)."""
@@ -67,8 +124,8 @@ class AudioExtractor(Extractor):
     sample_rate = 16000
     resampler = "soxr_hq"  # librosa.load's default
 
-    def decode(self, path):
-        return media.load_audio(path, self.sample_rate, resampler=self.resampler)
+    def decoder(self):
+        return functools.partial(media.load_audio, sr=self.sample_rate, resampler=self.resampler)
 
     def decoding(self) -> dict:
         """How the waveform is prepared, for ``describe()``."""
@@ -101,8 +158,9 @@ class VisualExtractor(Extractor):
             raise ValueError(f"frames_per_second must be a positive integer, got {frames_per_second!r}")
         self.frames_per_second = frames_per_second
 
-    def decode(self, path):
-        return media.load_frames(path, self.frames_per_second, self.image_size, fit=self.fit)
+    def decoder(self):
+        return functools.partial(media.load_frames, per_second=self.frames_per_second,
+                                 size=tuple(self.image_size), fit=self.fit)
 
     def decoding(self) -> dict:
         return {"frames_per_second": self.frames_per_second, "input_size": list(self.image_size),

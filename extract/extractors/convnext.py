@@ -8,6 +8,7 @@ from __future__ import annotations
 from extract.extractors.shared.keras_apps import KerasVisualExtractor
 
 SIZES = ("tiny", "small", "base", "large", "xlarge")
+GMACS = {"tiny": 4.5, "small": 8.7, "base": 15.4, "large": 34.4, "xlarge": 60.9}  # Liu et al. 2022, whole model
 
 
 def app_name(size: str) -> str:
@@ -28,4 +29,5 @@ class ConvNeXt(KerasVisualExtractor):
             raise ValueError(f"convnext size must be one of {SIZES}, got {size!r}")
         self.app, self.layer = app_name(size), stage3_layer(size)
         self.weights_file = f"convnext_{size}_notop.h5"
+        self.flops_per_frame = (2 * GMACS[size] * 1e9, 224)  # an upper bound: stage 4 is not run
         super().__init__(frames_per_second, weights, input_size, layer, batch_size)

@@ -33,11 +33,10 @@ class MaskFormer(VisualExtractor):
         self.model_id, self.output, self.batch_size = model, output, batch_size
         self.groups = groups or (10 if output == "class" else 16)
         self.image_size = (input_size, input_size)
-        import torch
         from transformers import AutoImageProcessor, MaskFormerForInstanceSegmentation
-        self.net, self.processor = hf.load(self.name, model, MaskFormerForInstanceSegmentation,
-                                           AutoImageProcessor)
-        torch.use_deterministic_algorithms(True)
+        net, self.processor = hf.load(self.name, model, MaskFormerForInstanceSegmentation,
+                                      AutoImageProcessor)
+        self.net = self.torch_module(net)
 
     def describe(self):
         layer = ("class_queries_logits, mean over groups of queries" if self.output == "class"
@@ -47,16 +46,16 @@ class MaskFormer(VisualExtractor):
                 "frames_per_second": self.frames_per_second}
 
     def embed(self, images):
-        import torch
         rows = []
         for i in range(0, len(images), self.batch_size):
             x = self.processor(images=list(images[i:i + self.batch_size]), do_resize=False,
                                return_tensors="pt").pixel_values
-            with torch.inference_mode():
-                out = self.net(pixel_values=x)
+            with self.torch_inference():
+                out = self.net(pixel_values=x.to(self.torch_device()))
+                cls, masks = out.class_queries_logits.float().cpu(), out.masks_queries_logits.float().cpu()
             if self.output == "class":
-                r = group_mean(out.class_queries_logits.numpy(), 1, self.groups)  # [b, groups, labels+1]
+                r = group_mean(cls.numpy(), 1, self.groups)  # [b, groups, labels+1]
             else:
-                r = group_mean(out.masks_queries_logits.numpy().mean(1), 1, self.groups)  # [b, groups, W/4]
+                r = group_mean(masks.numpy().mean(1), 1, self.groups)  # [b, groups, W/4]
             rows.append(r[:, :, None, :])  # regions: groups x 1
         return np.concatenate(rows).astype(np.float32)

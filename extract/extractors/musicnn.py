@@ -41,6 +41,7 @@ class Musicnn(AudioExtractor):
     name = "musicnn"
     sample_rate = SR
     resampler = "soxr_hq"  # musicnn's extractor loads with librosa.load(sr=16000)
+    fp32_only = "musicnn's TF1 graph is built in float32 by the package"
 
     def __init__(self, model: str = "MTT_musicnn", layers=("cnn1", "cnn2", "cnn3"),
                  combine: str = "concat", weights: str | None = None):
@@ -94,7 +95,8 @@ class Musicnn(AudioExtractor):
         tf.get_logger().setLevel("ERROR")
         tf.config.experimental.enable_op_determinism()
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        device = self.tf_device()
+        with self.graph.as_default(), tf.device(device):
             tf.compat.v1.set_random_seed(0)
             self.x = tf.compat.v1.placeholder(tf.float32, [None, PATCH, N_MELS])
             self.training = tf.compat.v1.placeholder(tf.bool)
@@ -105,8 +107,10 @@ class Musicnn(AudioExtractor):
             self.outputs = dict(zip(names, outs))
             self.outputs["taggram"] = tf.nn.sigmoid(self.outputs["logits"])
             variables = tf.compat.v1.global_variables()
-            self.sess = tf.compat.v1.Session(graph=self.graph, config=tf.compat.v1.ConfigProto(
-                intra_op_parallelism_threads=2, inter_op_parallelism_threads=1))
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=2, inter_op_parallelism_threads=1,
+                                              allow_soft_placement=True)  # ops without a GPU kernel stay on the CPU
+            config.gpu_options.allow_growth = True
+            self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
             try:
                 tf.compat.v1.train.Saver(variables).restore(self.sess, self.prefix)
             except Exception as e:

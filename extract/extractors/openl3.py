@@ -62,8 +62,7 @@ class OpenL3(AudioExtractor):
                 raise WeightsNotFound(f"openl3: {weights} does not load into the "
                                       f"{input_repr}/{content_type}/{embedding_size} network: {e}") from None
             self.weights, self.source = str(weights), describe_source(weights)
-        self.model.eval()
-        torch.use_deterministic_algorithms(True)
+        self.model = self.torch_module(self.model)
 
     def describe(self):
         import torch
@@ -75,11 +74,15 @@ class OpenL3(AudioExtractor):
                 "versions": {"torch": torch.__version__}}
 
     def embed(self, samples):
+        import torch
         import torchopenl3
-        emb, _ = torchopenl3.get_audio_embedding(
-            samples.astype(np.float64), self.sample_rate, model=self.model, center=True,
-            hop_size=self.hop, batch_size=self.batch_size, verbose=False)
-        emb = emb[0].numpy().astype(np.float32)
+        # a tensor already on our device: torchopenl3 itself would pick "cuda" whenever it exists
+        audio = torch.from_numpy(samples.astype(np.float64)).to(self.torch_device())
+        with self.torch_inference():
+            emb, _ = torchopenl3.get_audio_embedding(
+                audio, self.sample_rate, model=self.model, center=True,
+                hop_size=self.hop, batch_size=self.batch_size, verbose=False)
+        emb = emb[0].float().cpu().numpy().astype(np.float32)
         times = np.arange(len(emb)) * self.hop  # centre of window k (center=True pads half a window)
         keep = times < len(samples) / self.sample_rate
         return emb[keep], times[keep]

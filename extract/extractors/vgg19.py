@@ -9,6 +9,7 @@ class VGG19(KerasVisualExtractor):
     app = "VGG19"
     weights_file = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
     layer = "block5_pool"
+    flops_per_frame = (2 * 19.6e9, 224)  # Simonyan & Zisserman: 19.6 G multiply-adds
 
     def preprocess(self, x):
         from keras.applications import vgg19

@@ -24,10 +24,9 @@ class Wav2Vec2(AudioExtractor):
         self.variant = check_variant(self.name, variant)
         if not (layer in ("conv", "last") or isinstance(layer, int)):
             raise ValueError(f"wav2vec2 layer must be 'conv', 'last' or a hidden-state index, got {layer!r}")
-        import torch
         from transformers import AutoFeatureExtractor, Wav2Vec2Model
-        self.net, self.features = hf.load(self.name, model, Wav2Vec2Model, AutoFeatureExtractor)
-        torch.use_deterministic_algorithms(True)
+        net, self.features = hf.load(self.name, model, Wav2Vec2Model, AutoFeatureExtractor)
+        self.net = self.torch_module(net)
         cfg = self.net.config
         self.field, self.stride = conv_geometry(cfg.conv_kernel, cfg.conv_stride)
 
@@ -37,9 +36,9 @@ class Wav2Vec2(AudioExtractor):
                 "input": f"16 kHz, frames every {self.stride} samples, receptive field {self.field}"}
 
     def _frames(self, wave):
-        import torch
         x = self.features(wave, sampling_rate=self.sample_rate, return_tensors="pt").input_values
-        with torch.inference_mode():
+        with self.torch_inference():
+            x = x.to(self.torch_device())
             out = self.net(x, output_hidden_states=isinstance(self.layer, int))
         if self.layer == "conv":
             h = out.extract_features
@@ -47,7 +46,7 @@ class Wav2Vec2(AudioExtractor):
             h = out.last_hidden_state
         else:
             h = out.hidden_states[self.layer]
-        return h[0].numpy()
+        return h[0].float().cpu().numpy()
 
     def embed(self, samples):
         return frames_to_rows(self._frames, samples, self.sample_rate, self.variant, self.field, self.stride)

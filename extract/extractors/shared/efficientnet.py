@@ -23,8 +23,10 @@ from extract.extractors.shared import keras_apps
 VARIANTS = {
     "lite0": {"size": 224, "layer": "head swish (extract_features), 7x7x1280",
               "env": "EFFICIENTNET_LITE0_WEIGHTS"},
-    "b7": {"size": 600, "app": "EfficientNetB7", "weights_file": "efficientnetb7_notop.h5"},
-    "v2l": {"size": 480, "app": "EfficientNetV2L", "weights_file": "efficientnetv2-l_notop.h5"},
+    "b7": {"size": 600, "app": "EfficientNetB7", "weights_file": "efficientnetb7_notop.h5",
+           "gmacs": 37},  # Tan & Le 2019, Table 2
+    "v2l": {"size": 480, "app": "EfficientNetV2L", "weights_file": "efficientnetv2-l_notop.h5",
+            "gmacs": 53},  # Tan & Le 2021, Table 7
 }
 
 
@@ -68,20 +70,20 @@ class EfficientNet(VisualExtractor):
         if variant == "lite0":
             self._load_lite0(weights)
         else:
+            self.flops_per_frame = (2 * spec["gmacs"] * 1e9, spec["size"])
             self.keras, self.weights, self.source = keras_apps.build(
-                self.name, spec["app"], spec["weights_file"], weights, size, "top_activation")
+                self, spec["app"], spec["weights_file"], weights, size, "top_activation")
 
     def _load_lite0(self, weights):
         self.weights, self.source = _lite0_weights(weights)
-        import torch
         from efficientnet_lite_pytorch import EfficientNet as Net
 
-        torch.use_deterministic_algorithms(True)
         try:
-            self.net = Net.from_pretrained("efficientnet-lite0", weights_path=self.weights).eval()
+            net = Net.from_pretrained("efficientnet-lite0", weights_path=self.weights)
         except (AssertionError, RuntimeError) as e:  # the loader asserts no key is missing
             raise WeightsNotFound(f"efficientnet lite0: {self.weights} does not load "
                                   f"strictly into the model: {e}") from None
+        self.net = self.torch_module(net)
 
     def describe(self):
         if self.keras is not None:
@@ -100,12 +102,12 @@ class EfficientNet(VisualExtractor):
 
     def embed(self, images):
         if self.keras is not None:
-            return keras_apps.predict(self.keras, images.astype(np.float32), self.batch_size)
+            return keras_apps.predict(self, self.keras, images.astype(np.float32), self.batch_size)
         import torch
-        out = []
-        with torch.inference_mode():
+        out, device = [], self.torch_device()
+        with self.torch_inference():
             for i in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(images[i:i + self.batch_size]).permute(0, 3, 1, 2).float()
+                x = torch.from_numpy(images[i:i + self.batch_size]).to(device).permute(0, 3, 1, 2).float()
                 y = self.net.extract_features((x - 127.0) / 128.0)
-                out.append(y.permute(0, 2, 3, 1).numpy())
+                out.append(y.float().permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out).astype(np.float32)

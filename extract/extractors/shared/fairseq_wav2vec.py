@@ -62,12 +62,11 @@ class FairseqWav2Vec(AudioExtractor):
         except Exception as e:
             raise WeightsNotFound(f"{self.name}: fairseq could not load {checkpoint} "
                                   f"({type(e).__name__}: {str(e)[:200]}). {how}") from None
-        self.net = models[0].eval()
+        self.net = self.torch_module(models[0])
         has_vq = getattr(self.net, "vector_quantizer", None) is not None
         if has_vq != self.quantized:
             raise WeightsNotFound(f"{self.name}: {checkpoint} is a {'vq-' if has_vq else ''}wav2vec "
                                   f"checkpoint; use the {'vq_wav2vec' if has_vq else 'wav2vec'} extractor")
-        torch.use_deterministic_algorithms(True)
         convs = [m for m in self.net.feature_extractor.modules() if isinstance(m, torch.nn.Conv1d)]
         self.field, self.stride = conv_geometry([c.kernel_size[0] for c in convs], [c.stride[0] for c in convs])
         self.checkpoint, self.source = checkpoint, describe_source(checkpoint)
@@ -83,13 +82,13 @@ class FairseqWav2Vec(AudioExtractor):
 
     def _frames(self, wave):
         import torch
-        with torch.inference_mode():
-            h = self.net.feature_extractor(torch.from_numpy(wave).float()[None])
+        with self.torch_inference():
+            h = self.net.feature_extractor(torch.from_numpy(wave).float()[None].to(self.torch_device()))
             if self.quantized and self.layer in ("q", "c"):
                 h = self.net.vector_quantizer(h, produce_targets=False)["x"]
             if self.layer == "c":
                 h = self.net.feature_aggregator(h)
-        return h[0].T.numpy()  # [frames, channels]
+        return h[0].T.float().cpu().numpy()  # [frames, channels]
 
     def embed(self, samples):
         return frames_to_rows(self._frames, samples, self.sample_rate, self.variant, self.field, self.stride)

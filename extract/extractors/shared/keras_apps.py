@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.extractors import accel
 from extract.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
 
 
@@ -20,8 +21,10 @@ def keras_cache(fname: str) -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / fname
 
 
-def build(name: str, app: str, weights_file: str, weights: str | None, size: int, layer: str | None):
-    """(feature model, weights path used, where they came from) for keras.applications.<app>."""
+def build(extractor, app: str, weights_file: str, weights: str | None, size: int, layer: str | None):
+    """(feature model, weights path used, where they came from) for keras.applications.<app>,
+    built on the extractor's device under the dtype policy of its precision."""
+    name = extractor.name
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -34,27 +37,33 @@ def build(name: str, app: str, weights_file: str, weights: str | None, size: int
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
-                                                    input_shape=(size, size, 3))
+            with extractor.tf_scope(), accel.keras_policy(extractor.precision):
+                base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
+                                                        input_shape=(size, size, 3))
         partial = [w for w in caught if "freshly-initialized" in str(w.message)]
         if partial:  # Keras loaded the file only in part: those layers would stay random
             raise ValueError(f"{len(partial)} layer groups were not in the file: {partial[0].message}")
+    except accel.DeviceError:
+        raise
     except Exception as e:  # offline download failures, or a file for another architecture
         raise WeightsNotFound(
             f"{name}: keras.applications.{app} could not load "
             f"{weights or 'its ImageNet weights'} ({type(e).__name__}: {str(e)[:200]}). Offline, put "
             f"{weights_file} at {cached} or set extractors.{name}.weights to a weights file.") from None
     out = base.get_layer(layer).output if layer else base.output
-    model = keras.Model(base.input, out)
+    with extractor.tf_scope():
+        model = keras.Model(base.input, out)
     path = weights or str(cached)
     source = describe_source(weights) if weights else f"keras.applications ImageNet ({weights_file})"
     return model, path, source
 
 
-def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict(extractor, model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's float32 outputs, batch by batch, on the extractor's device."""
     from keras import ops
-    return np.concatenate([ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)]).astype(np.float32)
+    with extractor.tf_scope():
+        return np.concatenate([ops.convert_to_numpy(ops.cast(model(x[i:i + batch_size], training=False), "float32"))
+                               for i in range(0, len(x), batch_size)]).astype(np.float32)
 
 
 class KerasVisualExtractor(VisualExtractor):
@@ -70,7 +79,7 @@ class KerasVisualExtractor(VisualExtractor):
         self.layer = layer or self.layer
         self.batch_size = batch_size
         self.image_size = (self.size, self.size)
-        self.model, self.weights, self.source = build(self.name, self.app, self.weights_file,
+        self.model, self.weights, self.source = build(self, self.app, self.weights_file,
                                                       weights, self.size, self.layer)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
@@ -86,4 +95,4 @@ class KerasVisualExtractor(VisualExtractor):
                 "versions": {"keras": keras.__version__}}
 
     def embed(self, images):
-        return predict(self.model, self.preprocess(images.astype(np.float32)), self.batch_size)
+        return predict(self, self.model, self.preprocess(images.astype(np.float32)), self.batch_size)

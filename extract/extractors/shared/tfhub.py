@@ -54,9 +54,12 @@ class HubAudioExtractor(AudioExtractor):
     default_handle = ""
     layer = "embedding"
 
+    fp32_only = "a TF Hub SavedModel computes in the dtypes its graph was saved with"
+
     def __init__(self, handle: str | None = None):
         self.handle = handle or self.default_handle
-        self.model = load_hub(self.name, self.handle)
+        with self.tf_scope():
+            self.model = load_hub(self.name, self.handle)
 
     def describe(self):
         import tensorflow as tf
@@ -70,7 +73,8 @@ class HubAudioExtractor(AudioExtractor):
         raise NotImplementedError
 
     def embed(self, samples):
-        rows = np.asarray(self.outputs(samples.astype(np.float32)), np.float32)
+        with self.tf_scope():
+            rows = np.asarray(self.outputs(samples.astype(np.float32)), np.float32)
         times = np.arange(len(rows)) * self.hop + WINDOW / 2
         keep = times < len(samples) / self.sample_rate  # windows centred in the end padding go
         return rows[keep], times[keep]

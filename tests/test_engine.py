@@ -1,0 +1,218 @@
+"""Engines, devices and precision: the pipelined engine against the serial one, real decode
+worker processes, the device checks, and bf16 against fp32 on the shared clips."""
+import json
+
+import numpy as np
+import pytest
+
+from avcache.cache import read_provenance
+from avcache.params import ParamsError, from_params
+from conftest import BENTO, DOG
+from extract import engine, extractors, run
+from extract.extractors import DeviceError
+from extract.reduce import pool_seconds
+from test_robustness import make_dataset
+
+VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
+
+
+def add_duplicate(ds_root, vid):
+    """List ``vid`` a second time under another class, as AVE does for a few videos."""
+    from extract.dataset import load_ave
+    line = f"Other&{vid}&good&0&10\n"
+    for name in ("Annotations.txt", "trainSet.txt"):
+        with open(ds_root / name, "a") as f:
+            f.write(line)
+    ds = load_ave(ds_root)
+    ds.videos = str(ds_root / "AVE")
+    return ds
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_demo, tmp_path_factory):
+    """6 good videos, a missing and an empty file, a short clip, and one video listed twice."""
+    good_dir, _ = tiny_demo
+    root = tmp_path_factory.mktemp("mixed") / "d"
+    from test_robustness import encode
+    ds = make_dataset(root, good_dir, {"missing": lambda p: None, "empty": lambda p: p.write_bytes(b""),
+                                       "short": lambda p: encode(p, seconds=2)})
+    return add_duplicate(root, ds.video_ids[2])
+
+
+def test_pipelined_engine_publishes_the_serial_engines_bytes(mixed, tmp_path):
+    opts = {"frames_per_second": 2, "reduction": {"method": "pca", "dim": 8}}
+    serial = run.run("visual", "efficientnet", opts, mixed, mixed.videos, tmp_path / "s" / "e.h5",
+                     progress=False, device="cpu", decode_workers=0)
+    piped = run.run("visual", "efficientnet", opts, mixed, mixed.videos, tmp_path / "p" / "e.h5",
+                    progress=False, device="cpu", decode_workers=2)
+    assert serial.read_bytes() == piped.read_bytes()
+    report = (tmp_path / "s" / "e.report.json").read_text()
+    assert report == (tmp_path / "p" / "e.report.json").read_text()
+    failed = {f["video"] for f in json.loads(report)["failed"]}
+    assert failed == {"missing", "empty"} and mixed.video_ids[-1] == mixed.video_ids[2]
+    prov = read_provenance(piped)
+    assert prov["device"] == "cpu" and prov["precision"] == "fp32"
+    assert not any("engine" in k or "worker" in k for k in prov)  # nothing engine-specific
+
+
+def test_decode_workers_are_clean_processes_with_the_portable_kernels():
+    import torch  # noqa: F401  the parent has the frameworks loaded; the workers must not
+    pool = engine.decode_pool(1)
+    try:
+        assert pool.submit(engine.worker_modules).result() == []
+        import os
+        assert pool.submit(os.getenv, "ONEDNN_MAX_CPU_ISA").result() == "AVX2"
+        kind, frames = pool.submit(engine.decode, _Fps1().decoder(), DOG).result()
+        assert kind == "decoded" and frames.images.shape == (10, 224, 224, 3)
+        assert pool.submit(engine.worker_modules).result() == []  # decoding imported no framework
+        failed = pool.submit(engine.decode, _Fps1().decoder(), DOG.parent / "nope.mp4").result()
+        assert failed[0] == "failed" and failed[1].endswith("nope.mp4: file not found")
+    finally:
+        pool.shutdown()
+
+
+class _Fps1:
+    """What a visual extractor's decoder needs, without loading a model."""
+    frames_per_second, image_size, fit = 1, (224, 224), "stretch"
+
+    def decoder(self):
+        from extract.extractors.base import VisualExtractor
+        return VisualExtractor.decoder(self)
+
+
+def test_a_crash_in_the_model_stops_naming_the_video_with_decode_workers(mixed, tmp_path, monkeypatch):
+    from extract.extractors.shared.efficientnet import EfficientNet
+    real = EfficientNet.embed
+
+    def embed(self, images):
+        embed.calls += 1
+        if embed.calls == 4:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(self, images)
+    embed.calls = 0
+    monkeypatch.setattr(EfficientNet, "embed", embed)
+    vid = mixed.video_ids[3]
+    with pytest.raises(run.StageError, match=rf"video {vid} \(.*{vid}.mp4\): RuntimeError: CUDA error"):
+        run.run("visual", "efficientnet", VISUAL, mixed, mixed.videos, tmp_path / "e.h5", progress=False,
+                device="cpu", decode_workers=2)
+    rows = sorted(int(p.stem) for p in tmp_path.glob(".e.work-*/rows/*.npz"))
+    assert rows == [0, 1, 2, 9]  # the three before it, in order, and row 9 (video 2 listed again)
+
+
+def test_one_thread_gives_the_bits_of_two():
+    """oneDNN's single-thread kernels differ in the last bits (Lite0: up to 4e-5) from 2, 3 or 4
+    threads, which agree; a 1-CPU Ray actor or a 1-core machine computes with 2 threads."""
+    import torch
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = extractors.create("efficientnet", {"frames_per_second": 1}, "cpu")
+        assert torch.get_num_threads() == 2
+        frames = one.decode(DOG)
+        a = one.embed(frames.images)
+        torch.set_num_threads(4)
+        assert np.array_equal(a, one.embed(frames.images))
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- devices and precision ---------------------------------------------------------------
+
+def test_extract_params_name_the_bad_key():
+    from extract.run import ExtractParams
+    p = from_params(ExtractParams, {"device": "cuda:1", "engine": "ray", "ray": {"workers": 2}}, "extract")
+    assert p.ray.workers == 2 and p.ray.address is None
+    with pytest.raises(ParamsError, match="extract.device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        from_params(ExtractParams, {"device": "gpu"}, "extract")
+    with pytest.raises(ParamsError, match="extract.precision must be 'fp32' | 'bf16' | 'fp16'"):
+        from_params(ExtractParams, {"precision": "int8"}, "extract")
+    with pytest.raises(ParamsError, match="extract.decode_workers must be auto, 0 .serial. or a number of "
+                                          "processes, got 'many'"):
+        from_params(ExtractParams, {"decode_workers": "many"}, "extract")
+    assert from_params(ExtractParams, {}, "extract").decode_workers >= 1  # auto: at least one
+    with pytest.raises(ParamsError, match=r"extract.ray: unknown key\(s\) \['adress'\]"):
+        from_params(ExtractParams, {"ray": {"adress": "auto"}}, "extract")
+
+
+def cuda_present():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif("cuda_present()")
+@pytest.mark.parametrize("name, framework", [("efficientnet", "PyTorch"), ("musicnn", "TensorFlow")])
+def test_cuda_without_a_gpu_stops_with_what_to_do(name, framework, demo_ds, tmp_path):
+    with pytest.raises(DeviceError, match=rf"extract.device is 'cuda' but no CUDA device is visible to "
+                                          rf"{framework} .*set extract.device to cpu"):
+        run.run(extractors.get(name).modality, name, {}, demo_ds, demo_ds.videos, tmp_path / "x.h5",
+                progress=False, device="cuda")
+    assert not list(tmp_path.iterdir())  # stopped before any work: nothing computed on the CPU
+    with pytest.raises(DeviceError, match="'cuda:1' but no CUDA device"):
+        extractors.create(name, {}, device="cuda:1")
+    assert extractors.create("efficientnet", {}, device="auto").runtime()["device"] == "cpu"
+
+
+def test_graph_models_refuse_a_precision_they_cannot_compute_in():
+    with pytest.raises(DeviceError, match="musicnn: extract.precision 'bf16' is not available: musicnn's "
+                                          "TF1 graph is built in float32.*Set extract.precision: fp32"):
+        extractors.create("musicnn", {}, precision="bf16")
+
+
+def test_bf16_features_stay_close_to_fp32_on_the_shared_clips():
+    """bf16 autocast (8-bit mantissa) over EfficientNet-Lite0's ~50 layers: measured per-second
+    row cosine 0.9918 (min) on the dog clip and 0.9984 on the bento clip at 1 frame/s; the floor 0.98 leaves room
+    for other CPUs' bf16 kernels while still failing on anything broken (wrong scaling, channel
+    order or layer give cosines far below 0.9)."""
+    fp32 = extractors.create("efficientnet", {"frames_per_second": 1}, "cpu", "fp32")
+    bf16 = extractors.create("efficientnet", {"frames_per_second": 1}, "cpu", "bf16")
+    assert bf16.runtime() == {"device": "cpu", "precision": "bf16"}
+    for clip in (DOG, BENTO):
+        frames = fp32.decode(clip)
+        a = pool_seconds(*fp32(frames)).reshape(10, -1)
+        b = pool_seconds(*bf16(frames)).reshape(10, -1)
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        print(f"{clip.name}: bf16 vs fp32 per-row cosine min {cos.min():.5f} mean {cos.mean():.5f}")
+        assert cos.min() >= 0.98, clip.name
+        assert not np.array_equal(a, b)  # bf16 really ran
+
+
+def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch, capsys):
+    from avcache.dataset import write_dataset
+    from extract import plan
+    write_dataset(demo_ds, tmp_path / "dataset.h5")
+    (tmp_path / "params.yaml").write_text(
+        "visual: efficientnet\nextract: {device: cpu}\nextractors:\n  efficientnet:\n"
+        "    frames_per_second: 1\n    reduction: {method: pca, dim: 16}\n")
+    monkeypatch.chdir(tmp_path)
+    plan.main(["visual", "--dataset", "dataset.h5", "--time", "1"])
+    out = capsys.readouterr().out
+    assert "visual/efficientnet: 12 videos (12 files)" in out and "frames: 120 (1/s at 224x224)" in out
+    per_video = float(out.split("GFLOP (")[1].split(" GFLOP per video")[0])
+    assert 7 < per_video < 8.5, out  # Lite0: 0.39 G multiply-adds per frame, 10 frames, counted x2
+    assert "measured (torch flop counter)" in out
+    assert "cache: 378 kB (12 x [10, 7, 7, 16] float32)" in out and "work folder: 30.1 MB" in out
+    assert "serial" in out and "WARNING" not in out
+
+
+def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
+    """The mixed dtype policy (Keras) and autocast (transformers) really change the arithmetic,
+    and stay close to fp32, on models of the real interface with random weights."""
+    import keras
+    from conftest import save_tiny_wav2vec2
+    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3))
+    base.save_weights(tmp_path / "vgg19.weights.h5")
+    opts = {"weights": str(tmp_path / "vgg19.weights.h5"), "input_size": 64, "frames_per_second": 1}
+    w2v = {"model": save_tiny_wav2vec2(tmp_path / "w2v2")}
+    rng = np.random.default_rng(0)
+    inputs = {"vgg19": rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8),
+              "wav2vec2": (0.1 * rng.standard_normal(16000)).astype(np.float32)}
+    for name, options in (("vgg19", opts), ("wav2vec2", w2v)):
+        fp32 = extractors.create(name, options, "cpu", "fp32")
+        bf16 = extractors.create(name, options, "cpu", "bf16")
+        x = inputs[name]
+        a, b = (np.asarray(e.embed(x)[0] if name == "wav2vec2" else e.embed(x)) for e in (fp32, bf16))
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert b.dtype == np.float32 and cos.min() > 0.98 and not np.array_equal(a, b), (name, cos.min())
+    assert bf16.net.dtype == fp32.net.dtype  # autocast: the weights stay fp32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
