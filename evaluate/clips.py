@@ -18,6 +18,9 @@ def multilabel_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     """mAP (the multi-label papers' metric), macro F1 at 0.5 and macro ROC AUC, over the classes
     with both positive and negative clips here."""
     present = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
+    if not present.any():  # a tiny fold: no class both present and absent
+        return {"map": None, "macro_f1": float(f1_score(labels, probs >= 0.5, average="macro", zero_division=0)),
+                "auc_macro_ovr": None}
     return {"map": float(average_precision_score(labels[:, present], probs[:, present], average="macro")),
             "macro_f1": float(f1_score(labels, probs >= 0.5, average="macro", zero_division=0)),
             "auc_macro_ovr": float(roc_auc_score(labels[:, present], probs[:, present], average="macro"))}
@@ -64,8 +67,10 @@ def evaluate_clips(dataset: Path, models_dir: Path, results: Path, live_dir: Pat
              for n, m in classes.items()]
     atomic_write_text(results / "per_class.md", "".join(rows))
     key = "map" if ds.multi_label else "acc"
-    best = int(np.argmax([np.mean([r[key] for r in runs["val"][si * len(test_folds):(si + 1) * len(test_folds)]])
-                          for si in range(len(seeds))]))
+    def val_score(si: int) -> float:
+        scores = [r[key] for r in runs["val"][si * len(test_folds):(si + 1) * len(test_folds)] if r[key] is not None]
+        return float(np.mean(scores)) if scores else -1.0
+    best = int(np.argmax([val_score(si) for si in range(len(seeds))]))
     actual, predicted = labels[tested].argmax(1), test_probs[best, tested].argmax(1)
     write_confusion(results / "confusion.csv", actual, predicted, names)
     confusion_png(actual, predicted, names, results / "confusion.png",

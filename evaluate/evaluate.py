@@ -35,7 +35,8 @@ def segment_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     """The papers' segment accuracy (background included) plus F1 and one-vs-rest ROC AUC.
 
     probs, labels: [N, T, C]. AUC is averaged over the classes that have both positive and
-    negative segments in this split (it is undefined for the others).
+    negative segments in this split (it is undefined for the others, and None when no class has
+    both: a tiny validation fold of one class).
     """
     c = labels.shape[-1]
     y = labels.reshape(-1, c).argmax(-1)
@@ -47,7 +48,8 @@ def segment_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
         "acc": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro", labels=np.unique(y), zero_division=0)),
         "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
-        "auc_macro_ovr": float(roc_auc_score(onehot[:, present], p[:, present], average="macro")),
+        "auc_macro_ovr": float(roc_auc_score(onehot[:, present], p[:, present], average="macro"))
+        if present.any() else None,
     }
 
 
@@ -71,7 +73,9 @@ def write_confusion(path: Path, actual: np.ndarray, predicted: np.ndarray, names
 def mean_std(rows: list[dict]) -> dict:
     out = {}
     for k in rows[0]:
-        vals = np.array([r[k] for r in rows])
+        vals = np.array([r[k] for r in rows if r[k] is not None])  # None: undefined in that run
+        if not len(vals):
+            continue
         out[k] = round(float(vals.mean()), 4)
         out[f"{k}_std"] = round(float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, 4)
     return out

@@ -202,6 +202,18 @@ def encode(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: int)
         out.mux(aus.encode(None))
 
 
+def plan(videos: int, classes: int, seed: int, distractor_prob: float) -> tuple[np.random.Generator, list[Clip]]:
+    """Every video's plan (class, event, distractors, seed) as ``generate`` draws it, without
+    rendering: what a check of the demo needs (where the shape is), and the generator to go on."""
+    rng = np.random.default_rng(seed)
+    cls_of = np.sort(np.arange(videos) % classes)  # grouped by class, like AVE's Annotations.txt
+    clips = [plan_clip(rng, f"demo{k:05d}", int(c), classes, distractor_prob)
+             for k, c in enumerate(cls_of)]
+    for clip, s in zip(clips, rng.integers(0, 2**63, len(clips))):
+        clip.seed = int(s)
+    return rng, clips
+
+
 def generate(out: str | Path, videos: int = 240, classes: int = 6, seed: int = 0,
              width: int = 160, height: int = 120, fps: int = 12, sample_rate: int = 22050,
              distractor_prob: float = 0.6, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
@@ -215,12 +227,7 @@ def generate(out: str | Path, videos: int = 240, classes: int = 6, seed: int = 0
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "AVE").mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    cls_of = np.sort(np.arange(videos) % classes)  # grouped by class, like AVE's Annotations.txt
-    clips = [plan_clip(rng, f"demo{k:05d}", int(c), classes, distractor_prob)
-             for k, c in enumerate(cls_of)]
-    for clip, s in zip(clips, rng.integers(0, 2**63, len(clips))):
-        clip.seed = int(s)
+    rng, clips = plan(videos, classes, seed, distractor_prob)
     from tqdm import tqdm
     for clip in tqdm(clips, desc="demo videos", unit="video", disable=not progress):
         r = np.random.default_rng(clip.seed)

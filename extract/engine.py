@@ -46,15 +46,16 @@ class Task:
     video: str
     path: Path | None
     missing: str | None = None  # the lookup's MediaError message
+    seconds: int = 10  # decoded and pooled (the dataset's longest clip; shorter ones are padded)
 
 
-def finish(extractor, reduction: Reduction, decoded) -> tuple:
+def finish(extractor, reduction: Reduction, decoded, seconds: int = 10) -> tuple:
     """Model, per-video reduction and per-second pooling of one decoded clip: a row result."""
     values, times = extractor(decoded)
     if reduction.per_video:
         values = reduction(values)
     facts = {**decoded.facts(), "file": Path(decoded.file).name}  # the name only: no machine paths
-    return "row", pool_seconds(values, times), facts, decoded.notes()
+    return "row", pool_seconds(values, times, seconds), facts, decoded.notes()
 
 
 def guarded(fn, *args) -> tuple:
@@ -67,23 +68,23 @@ def guarded(fn, *args) -> tuple:
         return "error", f"{type(e).__name__}: {e}", traceback.format_exc()
 
 
-def decode(decoder, path) -> tuple:
+def decode(decoder, path, seconds: int = 10) -> tuple:
     """Run in a decode worker: ``("decoded", clip)`` or a failure / error result."""
-    return guarded(lambda: ("decoded", decoder(path)))
+    return guarded(lambda: ("decoded", decoder(path, duration=seconds)))
 
 
 def compute(extractor, reduction, task: Task, decoder=None) -> tuple:
     """One video, decoded here: the serial engine's step (and a Ray actor's without workers)."""
     if task.missing:
         return "failed", task.missing
-    decoded = decode(decoder or extractor.decoder(), task.path)
-    return after_decode(extractor, reduction, decoded)
+    decoded = decode(decoder or extractor.decoder(), task.path, task.seconds)
+    return after_decode(extractor, reduction, decoded, task.seconds)
 
 
-def after_decode(extractor, reduction, decoded: tuple) -> tuple:
+def after_decode(extractor, reduction, decoded: tuple, seconds: int = 10) -> tuple:
     if decoded[0] != "decoded":
         return decoded
-    return guarded(finish, extractor, reduction, decoded[1])
+    return guarded(finish, extractor, reduction, decoded[1], seconds)
 
 
 def _watch_parent(parent: int) -> None:
@@ -133,7 +134,7 @@ def run_local(extractor, reduction: Reduction, tasks: list[Task],
     try:
         while True:
             while len(window) < ahead and (task := next(todo, None)) is not None:
-                future = None if task.missing else pool.submit(decode, decoder, task.path)
+                future = None if task.missing else pool.submit(decode, decoder, task.path, task.seconds)
                 window.append((task, future))
             if not window:
                 return
@@ -147,6 +148,6 @@ def run_local(extractor, reduction: Reduction, tasks: list[Task],
                 decoded = ("error", "a decode worker process died (killed, out of memory, or a crash in "
                            "FFmpeg) while this video was being decoded; set extract.decode_workers: 0 to "
                            "decode in the stage's own process", "")
-            yield task, after_decode(extractor, reduction, decoded)
+            yield task, after_decode(extractor, reduction, decoded, task.seconds)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

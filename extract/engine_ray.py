@@ -55,7 +55,6 @@ class Worker:
         self.error = None
         try:
             self.extractor = extractors.create(name, options, device, precision)
-            self.extractor.preflight()
         except Exception as e:  # reported by info(), so the driver raises it as it would locally
             self.error = (type(e).__name__, str(e))
             return
@@ -75,11 +74,11 @@ class Worker:
         if task.missing:
             return "failed", task.missing
         if self.pool is not None:
-            decoded = self.pool.submit(engine.decode, self.decoder, task.path).result()
+            decoded = self.pool.submit(engine.decode, self.decoder, task.path, task.seconds).result()
         else:
-            decoded = engine.decode(self.decoder, task.path)
+            decoded = engine.decode(self.decoder, task.path, task.seconds)
         with self.lock:
-            return engine.after_decode(self.extractor, self.reduction, decoded)
+            return engine.after_decode(self.extractor, self.reduction, decoded, task.seconds)
 
 
 def _env_vars() -> dict:

@@ -90,6 +90,7 @@ def time_videos(extractor, reduction, paths: list[Path]):
 def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: int) -> list[str]:
     options = dict(options)
     reduction_cfg = options.pop("reduction", None)
+    options.pop("storage", None)  # how the cache is stored: no bearing on the time
     reduction = make_reduction(reduction_cfg)
     cls = extractors.get(name)
     ids = dataset.video_ids

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avcache import kernels, lineage, params as P
-from avcache.cache import CacheWriter
+from avcache.cache import CacheWriter, Storage
 from avcache.dataset import Dataset, DatasetError, read_dataset
 from avcache.io import atomic_write
 from extract import engine, extractors, media
@@ -91,14 +91,20 @@ def code_sha256(name: str) -> str:
     return lineage.fingerprint(f"extract/{name}")["sha256"]
 
 
-def video_path(videos: str | Path, vid: str) -> Path:
-    return media.find_video(videos, vid)
+def video_path(videos: str | Path, vid: str, relative: str | None = None) -> Path:
+    """A video's file: found by id (AVE), or the dataset's own path for it (clip datasets)."""
+    if relative is None:
+        return media.find_video(videos, vid)
+    path = Path(videos) / relative
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    return path
 
 
-def video_stamp(videos: str | Path, vid: str) -> str:
+def video_stamp(videos: str | Path, vid: str, relative: str | None = None) -> str:
     """The stamp of the file a video resolves to; a failed lookup fails the video later, not here."""
     try:
-        return file_stamp(video_path(videos, vid))
+        return file_stamp(video_path(videos, vid, relative))
     except MediaError:
         return "missing"
 
@@ -178,6 +184,8 @@ def work_key(modality: str, name: str, options: dict, reduction_cfg, dataset: Da
     """Everything a finished row depends on besides its video file (the device kind and the
     precision too: a resumed run does not mix rows computed differently)."""
     parts = [modality, name, options, reduction_cfg, code_sha256(name), dataset.order_sha256, str(videos)]
+    if dataset.max_seconds != 10:
+        parts.append(dataset.max_seconds)
     if runtime and runtime != accel.describe("cpu", "fp32"):
         parts.append(runtime)  # the CPU in fp32 keeps the keys work folders had before
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -204,7 +212,6 @@ class LocalEngine:
     def __init__(self, name: str, options: dict, reduction: Reduction, device: str, precision: str,
                  decode_workers: int):
         self.extractor = extractors.create(name, options, device, precision)
-        self.extractor.preflight()
         self.reduction, self.decode_workers = reduction, decode_workers
         self.describe, self.decoding = self.extractor.describe(), self.extractor.decoding()
         self.runtime = self.extractor.runtime()
@@ -250,21 +257,28 @@ def run(modality: str, name: str, options: dict, dataset: Dataset, videos: str |
     options = dict(options)
     reduction_cfg = options.pop("reduction", None)
     reduction = make_reduction(reduction_cfg)
+    storage = P.from_params(Storage, options.pop("storage", None), f"extractors.{name}.storage")
+    if reduction.needs_fit and not len(dataset.indices("train")):
+        raise P.ParamsError(f"extractors.{name}.reduction is {reduction.method!r}, fitted on the training split, "
+                            f"but {dataset.source} has none (a {dataset.kind} dataset with folds): use "
+                            "reduction 'mean' or 'none' here and the clip head's `pca` option, which is "
+                            "fitted on each fold's training clips")
     if extractors.get(name).modality != modality:
         raise ValueError(f"extractor {name} is {extractors.get(name).modality}, listed under {modality}")
     backend = open_engine(name, options, reduction, reduction_cfg, device, precision, engine, decode_workers, ray)
     try:
         return _run(backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out,
-                    progress, on_failure)
+                    progress, on_failure, storage)
     finally:
         backend.close()
 
 
 def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out, progress,
-         on_failure) -> Path:
+         on_failure, storage) -> Path:
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
-    stamps = [video_stamp(videos, vid) for vid in ids]
+    relative = dataset.paths or [None] * len(ids)
+    stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
         print(f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
@@ -278,7 +292,7 @@ def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, vi
         else:
             first_row[vid] = i
             try:
-                tasks.append(engine.Task(i, vid, video_path(videos, vid)))
+                tasks.append(engine.Task(i, vid, video_path(videos, vid, relative[i]), seconds=dataset.max_seconds))
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
     if tasks:
@@ -343,7 +357,7 @@ def _run(backend, modality, name, options, reduction, reduction_cfg, dataset, vi
                   "dataset_order_sha256": dataset.order_sha256,
                   "versions_io": {"numpy": np.__version__, "h5py": h5py.__version__,
                                   "av": av.__version__, "python": platform.python_version()}}
-    with CacheWriter(out, ids, shape, provenance) as writer:
+    with CacheWriter(out, ids, shape, provenance, storage) as writer:
         for i in range(len(ids)):
             if valid[i]:
                 row, facts, _ = work.get(i)

@@ -375,5 +375,5 @@ def test_a_missing_resampler_stops_the_extractor_before_any_video(monkeypatch):
         return __import__(module)
     monkeypatch.setattr(media, "_import", no_resampy)
     with pytest.raises(WeightsNotFound, match=r"vggish: resampling with kaiser_best .* needs the `resampy` "
-                                              r"package .*requirements-extras.lock"):
+                                              r"package .*requirements.lock"):
         extractors.create("vggish", {"handle": "/nowhere"})

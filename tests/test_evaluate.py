@@ -38,3 +38,15 @@ def test_auc_skips_classes_absent_from_the_split():
 def test_mean_std_over_seeds():
     out = mean_std([{"acc": 0.7}, {"acc": 0.8}, {"acc": 0.9}])
     assert out == {"acc": 0.8, "acc_std": 0.1}
+
+
+def test_auc_is_none_where_undefined_and_left_out_of_the_mean():
+    """A validation fold whose segments are all one class (tiny clip folds) has no AUC; the
+    mean over folds uses the folds where it is defined."""
+    from evaluate.evaluate import mean_std
+    y = np.zeros((3, 1, 4))
+    y[:, 0, 2] = 1
+    one_class = segment_metrics(np.full((3, 1, 4), 0.25), y)
+    assert one_class["auc_macro_ovr"] is None and one_class["acc"] in (0.0, 1.0)
+    m = mean_std([one_class, {**one_class, "auc_macro_ovr": 0.8}, {**one_class, "auc_macro_ovr": 0.6}])
+    assert m["auc_macro_ovr"] == 0.7 and m["auc_macro_ovr_std"] == round(np.std([0.8, 0.6], ddof=1), 4)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from avcache.cache import read_features, read_provenance
+from avcache.dataset import read_dataset
 from conftest import REPO, save_tiny_maskformer, save_tiny_wav2vec2
 from extract import run
 from extract.dataset import load_ave
@@ -115,7 +116,7 @@ def project(tmp_path_factory):
         ".venv", ".git", "features", "data", "cache", "tmp", "dvc.lock", "__pycache__", "models",
         "results", "dvclive", "lineage", ".models.work", ".pytest_cache"))
     p = Project(work)
-    p.params(demo__videos=10, demo__classes=2, train__epochs=2, train__batch_size=2, train__seeds=[0, 1],
+    p.params(demo__videos=10, demo__classes=2, clip_demo__clips=20, train__epochs=2, train__batch_size=2, train__seeds=[0, 1],
              models__av_att__hidden_size=16,
              extractors__efficientnet__frames_per_second=1,
              extractors__efficientnet__reduction={"method": "pca", "dim": 8},
@@ -126,7 +127,8 @@ def project(tmp_path_factory):
     p.sh("git", "init", "-q")
     p.commit("init")  # dvclive and experiments need a commit
     out = p.sh("dvc", "repro")
-    assert p.ran(out) == ["lineage", "demo", "dataset", "extract_audio", "extract_visual", "train", "evaluate"]
+    assert p.ran(out) == ["lineage", "demo", "clip_demo", "dataset", "extract_audio", "extract_visual", "train",
+                          "evaluate", "attention"]
     p.commit("repro")
     return p
 
@@ -185,14 +187,14 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     """`dvc exp run -S audio=... -S visual=...` extracts a new pair once; switching back extracts nothing."""
     p = project
     out = p.sh("dvc", "exp", "run", "-n", "other-pair", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
-    assert p.ran(out) == ["extract_audio", "extract_visual", "train", "evaluate"]
+    assert p.ran(out) == ["extract_audio", "extract_visual", "train", "evaluate", "attention"]
     assert read_provenance(p.path / "features/audio/wav2vec2.h5")["extractor"] == "wav2vec2"
     out = p.sh("dvc", "exp", "run", "-n", "back", "-S", "audio=musicnn", "-S", "visual=efficientnet")
     assert p.ran(out) == []  # every stage restored from DVC's run-cache: nothing extracted or trained
     assert "Stage 'extract_audio' is cached - skipping run" in out
     out = p.sh("dvc", "exp", "run", "-n", "again", "-S", "audio=wav2vec2", "-S", "visual=maskformer",
                "-S", "model=dmrn")
-    assert p.ran(out) == ["train", "evaluate"]
+    assert p.ran(out) == ["train", "evaluate", "attention"]
     diff = p.sh("dvc", "metrics", "diff", "other-pair", "again", "--all", "--json")
     keys = json.loads(diff)["results/metrics.json"]
     assert {"test.acc", "test.macro_f1", "test.auc_macro_ovr", "val.acc", "test.acc_std"} <= set(keys)
@@ -240,6 +242,7 @@ def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
     even for a configuration it never ran (restored from the remote's run history)."""
     p = project
     p.sh("git", "checkout", "-q", "--", ".")
+    p.sh("git", "clean", "-fdq", "results")  # the last experiment's attention maps (other videos)
     p.sh("dvc", "checkout", "-f")
     assert "up to date" in p.sh("dvc", "status")
     p.sh("dvc", "remote", "add", "--default", "lab", str(tmp_path / "lab-remote"))
@@ -256,6 +259,30 @@ def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
         assert cache.stat().st_ino in {f.stat().st_ino for f in (clone.path / ".dvc/cache").rglob("*")
                                        if f.is_file()}
     out = clone.sh("dvc", "exp", "run", "-S", "model=dmrn")
-    assert clone.ran(out) == ["train", "evaluate"]
+    assert clone.ran(out) == ["train", "evaluate", "attention"]
     out = clone.sh("dvc", "exp", "run", "--pull", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
     assert clone.ran(out) == [] and "Stage 'extract_visual' is cached - skipping run" in out
+
+
+@needs_dvc
+def test_a_clip_dataset_runs_through_the_same_stages(project):
+    """The card's clip-classification command: the clip demo through dataset, extraction (clips of
+    1-5 s padded to the longest), the fold protocol and its metrics; PCA asks for the heads' own."""
+    p = project
+    clip = ["-S", "dataset.format=csv", "-S", "dataset.root=data/clip_demo", "-S", "dataset.videos=data/clip_demo",
+            "-S", "model=mlp", "-S", "models.mlp.max_epochs=30"]
+    r = subprocess.run(["dvc", "exp", "run", *clip], cwd=p.path, env=p.env, capture_output=True, text=True)
+    assert r.returncode != 0  # the fixture's EfficientNet cache is PCA-reduced: no training split to fit on
+    assert "extractors.efficientnet.reduction is 'pca'" in r.stdout + r.stderr
+    assert "the clip head's `pca` option" in r.stdout + r.stderr
+    out = p.sh("dvc", "exp", "run", "-n", "clips", *clip, "-S", "extractors.efficientnet.reduction.method=mean")
+    assert {"dataset", "extract_audio", "extract_visual", "train", "evaluate"} <= set(p.ran(out))
+    ds = read_dataset(p.path / "features/dataset.h5")
+    assert ds.kind == "clips" and len(ds.video_ids) == 20 and ds.seconds.min() >= 1
+    with h5py.File(p.path / "features/audio/musicnn.h5") as f:
+        assert f["features"].shape == (20, ds.max_seconds, 192)
+    metrics = json.loads((p.path / "results/metrics.json").read_text())
+    assert metrics["task"] == "clips" and metrics["model"] == "mlp" and metrics["test_clips"] == 20
+    assert set(metrics["per_fold"]) == {"1", "2", "3", "4", "5"} and 0 <= metrics["test"]["acc"] <= 1
+    assert "README.txt" in os.listdir(p.path / "results/attention")  # no maps for clip datasets
+    assert "clips" in p.sh("dvc", "exp", "show", "--csv")
