@@ -1,7 +1,7 @@
 """Stage 2: lightweight audio-visual models trained on the cached features."""
 from avcache.kernels import pin
 
-pin()  # before numpy, torch or TensorFlow load: portable kernels (avcache/kernels.py)
+pin(mkl_compatible=False)  # before numpy and torch load: portable kernels but MKL's fast branch
 
 import os  # noqa: E402
 
