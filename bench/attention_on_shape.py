@@ -17,17 +17,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from avcache import params as P  # noqa: E402
 from avcache.cache import read_provenance  # noqa: E402
 from avcache.dataset import read_dataset  # noqa: E402
-from avcache.pair import load_pair  # noqa: E402
-from evaluate.attention import grid_of  # noqa: E402
+from evaluate.attention import attention_on_test  # noqa: E402
 from extract import demo  # noqa: E402
-from train.models import load_checkpoint  # noqa: E402
 
 
 def shape_cells(centres: np.ndarray, r: float, width: int, height: int, grid: tuple[int, int]) -> np.ndarray:
@@ -45,16 +42,8 @@ def shape_cells(centres: np.ndarray, r: float, width: int, height: int, grid: tu
 
 def measure(dataset: Path, audio: Path, visual: Path, models_dir: Path, demo_cfg: dict) -> dict:
     ds = read_dataset(dataset)
-    training = json.loads((models_dir / "training.json").read_text())
-    best = max(training["seeds"], key=lambda s: s["val_acc"])
-    model, _ = load_checkpoint(models_dir / f"seed{best['seed']}.pt")
-    grid = grid_of(visual, ds)
-    pair = load_pair(ds, audio, visual)
-    rows = pair.split("test")
-    with torch.no_grad():
-        _, alpha = model(torch.from_numpy(pair.audio[rows]), torch.from_numpy(pair.visual[rows]),
-                         return_attention=True)
-    alpha = alpha.numpy().reshape(len(rows), 10, -1)
+    training, best, grid, _, rows, _, alpha = attention_on_test(ds, audio, visual, models_dir)
+    alpha = alpha.reshape(len(rows), 10, -1)
     _, clips = demo.plan(demo_cfg["videos"], demo_cfg["classes"], demo_cfg["seed"], demo_cfg["distractor_prob"])
     by_id = {c.video_id: c for c in clips}
     fps = read_provenance(visual).get("decoding", {}).get("frames_per_second", 4)

@@ -111,11 +111,9 @@ def draw(path: Path, frames: np.ndarray, alpha: np.ndarray, grid: tuple[int, int
     plt.close(fig)
 
 
-def attention_maps(dataset: Path, audio: Path, visual: Path, models_dir: Path, out: Path,
-                   p: AttentionParams) -> list[Path]:
-    ds = read_dataset(dataset)
-    if ds.kind != "ave":
-        raise NoMaps("attention maps are drawn for event localization (AVE-format) datasets only")
+def attention_on_test(ds, audio: Path, visual: Path, models_dir: Path):
+    """The best-on-val seed on the test videos: (training.json, that seed's summary, the region
+    grid, the cache pair, the test rows, probabilities [n, 10, C], attention [n, 10, regions])."""
     training = json.loads((models_dir / "training.json").read_text())
     best = max(training["seeds"], key=lambda s: s["val_acc"])
     model, _ = load_checkpoint(models_dir / f"seed{best['seed']}.pt")
@@ -127,7 +125,15 @@ def attention_maps(dataset: Path, audio: Path, visual: Path, models_dir: Path, o
     with torch.no_grad():
         probs, alpha = model(torch.from_numpy(pair.audio[rows]), torch.from_numpy(pair.visual[rows]),
                              return_attention=True)
-    probs, alpha = probs.numpy(), alpha.numpy()
+    return training, best, grid, pair, rows, probs.numpy(), alpha.numpy()
+
+
+def attention_maps(dataset: Path, audio: Path, visual: Path, models_dir: Path, out: Path,
+                   p: AttentionParams) -> list[Path]:
+    ds = read_dataset(dataset)
+    if ds.kind != "ave":
+        raise NoMaps("attention maps are drawn for event localization (AVE-format) datasets only")
+    training, best, grid, pair, rows, probs, alpha = attention_on_test(ds, audio, visual, models_dir)
     chosen = choose(probs, pair.labels[rows], rows, ds.video_ids, p)
     decoding = read_provenance(visual).get("decoding", {})
     size = tuple(decoding.get("input_size", (224, 224)))
