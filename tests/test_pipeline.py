@@ -73,6 +73,13 @@ DVC = shutil.which("dvc", path=os.path.dirname(sys.executable))
 needs_dvc = pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment")
 
 
+def plt_image_size(path):
+    """(width, height) of a PNG, from its header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
 class Project:
     """A copy of this repository in a temporary folder, with git, running real `dvc` commands."""
 
@@ -139,6 +146,10 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     assert (p.path / "features/audio/musicnn.h5").is_file()
     assert (p.path / "features/visual/efficientnet.h5").is_file()
     assert "test.acc" in p.sh("dvc", "metrics", "show")
+    maps = sorted((p.path / "results/attention").glob("*.png"))
+    test_ids = read_dataset(p.path / "features/dataset.h5").video_ids
+    assert maps and {m.stem for m in maps} <= set(test_ids)
+    assert plt_image_size(maps[0])[0] > 2 * plt_image_size(maps[0])[1]  # ten seconds side by side
     assert "up to date" in p.sh("dvc", "status")
     # a helper only wav2vec2 and maskformer import: no selected cache is affected
     with open(p.path / "extract/extractors/shared/hf.py", "a") as f:
@@ -189,6 +200,8 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     out = p.sh("dvc", "exp", "run", "-n", "other-pair", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
     assert p.ran(out) == ["extract_audio", "extract_visual", "train", "evaluate", "attention"]
     assert read_provenance(p.path / "features/audio/wav2vec2.h5")["extractor"] == "wav2vec2"
+    why = (p.path / "results/attention/README.txt").read_text()  # MaskFormer: query groups, no grid
+    assert "regions are not places in the frame" in why and not list((p.path / "results/attention").glob("*.png"))
     out = p.sh("dvc", "exp", "run", "-n", "back", "-S", "audio=musicnn", "-S", "visual=efficientnet")
     assert p.ran(out) == []  # every stage restored from DVC's run-cache: nothing extracted or trained
     assert "Stage 'extract_audio' is cached - skipping run" in out

@@ -1,0 +1,41 @@
+"""Attention maps: the shape geometry the demo measurement relies on, and the map's drawing."""
+import sys
+
+import numpy as np
+
+from conftest import REPO
+from extract import demo, media
+
+sys.path.insert(0, str(REPO / "bench"))
+from attention_on_shape import shape_cells  # noqa: E402
+
+
+def test_shape_cells_cover_the_drawn_shape_and_little_else(tiny_demo):
+    """On frames decoded from the demo, every pixel in the shape's colour lies in a cell that
+    shape_cells marks, and the marked cells are a small part of the 7x7 grid."""
+    root, clips = tiny_demo
+    shares = []
+    for clip in clips[:4]:
+        frames = media.load_frames(root / "AVE" / f"{clip.video_id}.mp4", 2, (160, 120))
+        centres, r = demo.shape_track(clip, 160, 120, frames.times)
+        cells = shape_cells(centres, r, 160, 120, (7, 7)).reshape(-1, 7, 7)
+        for img, t, mask in zip(frames.images, frames.times, cells):
+            c = clip.visual[int(t)]
+            if c < 0:
+                continue
+            ys, xs = np.nonzero(np.abs(img.astype(int) - demo.CLASSES[c][2]).max(-1) < 20)
+            assert len(ys) > 50
+            inside = mask[(ys * 7 // 120).clip(0, 6), (xs * 7 // 160).clip(0, 6)]
+            assert inside.mean() > 0.97, clip.video_id
+            shares.append(mask.mean())
+    assert shares and 0 < np.mean(shares) < 0.35
+
+
+def test_overlay_is_the_frame_where_attention_is_zero_and_brighter_where_it_peaks():
+    from evaluate.attention import overlay
+    img = np.full((70, 70, 3), 100, np.uint8)
+    alpha = np.zeros(49)
+    alpha[24] = 1.0  # the centre cell
+    out = overlay(img, alpha, (7, 7), top=1.0)
+    assert np.allclose(out[2, 2], 100 / 255, atol=1e-3)
+    assert out[35, 35].sum() > out[2, 2].sum() + 0.3
