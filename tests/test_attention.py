@@ -39,3 +39,32 @@ def test_overlay_is_the_frame_where_attention_is_zero_and_brighter_where_it_peak
     out = overlay(img, alpha, (7, 7), top=1.0)
     assert np.allclose(out[2, 2], 100 / 255, atol=1e-3)
     assert out[35, 35].sum() > out[2, 2].sum() + 0.3
+
+
+def test_a_trained_av_att_looks_at_the_shape_on_the_demo(tmp_path):
+    """The measurement of bench/attention_on_shape.py on a small demo, end to end: real videos,
+    EfficientNet-Lite0 and musicnn caches, AV-att trained and selected on val. On the full demo
+    (make repro: 200 videos) 83 % of the attention mass of event seconds fell on the shape's
+    cells where uniform attention would put 37 %, 99 % of seconds above uniform. Here (60 videos,
+    one seed) it measured 87 % against 30 % (2.9x), 98 % of 60 event seconds above uniform;
+    the floor is 1.4x uniform and 80 % of event seconds."""
+    from attention_on_shape import measure
+    from avcache.dataset import write_dataset
+    from extract import run
+    from extract.dataset import load_ave
+    from train.train import Recipe, train
+    cfg = dict(videos=60, classes=2, seed=1, distractor_prob=0.6, width=160, height=120)
+    demo.generate(tmp_path / "demo", **cfg, fps=4, progress=False)
+    ds = load_ave(tmp_path / "demo")
+    ds.videos = str(tmp_path / "demo" / "AVE")
+    write_dataset(ds, tmp_path / "dataset.h5")
+    audio = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "a.h5", progress=False)
+    visual = run.run("visual", "efficientnet", {"frames_per_second": 1, "reduction": {"method": "mean", "dim": 128}},
+                     ds, ds.videos, tmp_path / "v.h5", progress=False)
+    recipe = Recipe(epochs=30, batch_size=8, seeds=[0], device="cpu")
+    train("av_att", {"hidden_dim": 128, "hidden_size": 64}, recipe, tmp_path / "dataset.h5", audio, visual,
+          tmp_path / "models", None, progress=False)
+    m = measure(tmp_path / "dataset.h5", audio, visual, tmp_path / "models", cfg)
+    print(m)
+    assert m["event"]["seconds"] >= 20
+    assert m["event"]["ratio"] >= 1.4 and m["event"]["seconds_above_uniform"] >= 0.8
