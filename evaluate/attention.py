@@ -77,14 +77,17 @@ def choose(probs: np.ndarray, labels: np.ndarray, rows: np.ndarray, ids: list[st
     return [int(rows[i]) for i in picked[p.pick][:p.videos]]
 
 
-def overlay(img: np.ndarray, alpha: np.ndarray, grid: tuple[int, int], top: float) -> np.ndarray:
-    """The attention [R] over a (h, w) grid, upsampled to the image and blended over it: colour and
-    opacity grow with the weight (``top``: the largest weight in the video, so flat attention
-    looks flat)."""
+def overlay(img: np.ndarray, alpha: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """The attention [R] over a (h, w) grid, upsampled to the image and blended over it. What is
+    drawn is the weight above uniform (1/R), scaled by this second's largest excess but never by
+    less than 2/R: attention spread over a few regions shows as clearly as a single peak, and
+    nearly flat attention stays nearly invisible instead of having its noise stretched."""
     h, w = img.shape[:2]
-    heat = torch.nn.functional.interpolate(torch.from_numpy(alpha.reshape(1, 1, *grid).astype(np.float32)),
+    excess = alpha.astype(np.float32) - 1 / alpha.size
+    excess = (excess / max(float(excess.max()), 2 / alpha.size)).clip(0, 1)
+    heat = torch.nn.functional.interpolate(torch.from_numpy(excess.reshape(1, 1, *grid)),
                                            size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
-    heat = (heat / max(top, 1e-12)).clip(0, 1)[..., None]
+    heat = heat.clip(0, 1)[..., None]
     return (img / 255 * (1 - 0.7 * heat) + 0.7 * heat * plt.get_cmap("inferno")(heat[..., 0])[..., :3]).clip(0, 1)
 
 
@@ -95,7 +98,7 @@ def draw(path: Path, frames: np.ndarray, alpha: np.ndarray, grid: tuple[int, int
     spec = fig.add_gridspec(2, t, height_ratios=[3, 1], hspace=0.35, wspace=0.05)
     for k in range(t):
         ax = fig.add_subplot(spec[0, k])
-        ax.imshow(overlay(frames[k], alpha[k], grid, alpha.max()), aspect=1 / aspect * frames.shape[2] / frames.shape[1])
+        ax.imshow(overlay(frames[k], alpha[k], grid), aspect=1 / aspect * frames.shape[2] / frames.shape[1])
         ok = truth[k] == predicted[k]
         ax.set_title(f"{k} s\ntrue: {truth[k][:16]}\npred: {predicted[k][:16]}", fontsize=6,
                      color="green" if ok else "red")

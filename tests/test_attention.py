@@ -31,14 +31,16 @@ def test_shape_cells_cover_the_drawn_shape_and_little_else(tiny_demo):
     assert shares and 0 < np.mean(shares) < 0.35
 
 
-def test_overlay_is_the_frame_where_attention_is_zero_and_brighter_where_it_peaks():
+def test_overlay_shows_attention_above_uniform_only():
     from evaluate.attention import overlay
     img = np.full((70, 70, 3), 100, np.uint8)
     alpha = np.zeros(49)
     alpha[24] = 1.0  # the centre cell
-    out = overlay(img, alpha, (7, 7), top=1.0)
+    out = overlay(img, alpha, (7, 7))
     assert np.allclose(out[2, 2], 100 / 255, atol=1e-3)
     assert out[35, 35].sum() > out[2, 2].sum() + 0.3
+    flat = np.full(49, 1 / 49) + np.random.default_rng(0).normal(0, 0.002, 49)  # noise around uniform
+    assert np.abs(overlay(img, flat / flat.sum(), (7, 7)) - 100 / 255).max() < 0.12
 
 
 def test_a_trained_av_att_looks_at_the_shape_on_the_demo(tmp_path):
