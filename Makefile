@@ -23,6 +23,7 @@ $(VENV)/.extras: $(VENV)/.installed requirements-extras.lock
 
 repro: setup
 	$(BIN)/dvc repro
+	$(BIN)/dvc checkout --relink --quiet  # directory outputs too: linked, not a second copy
 
 test: setup setup-extras
 	$(BIN)/python -m pytest -q
