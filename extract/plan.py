@@ -32,8 +32,6 @@ from extract import engine, extractors, media
 from extract.reduce import make_reduction
 from extract.run import ExtractParams, video_path
 
-SECONDS = media.CLIP_SECONDS
-
 
 def human(n: float, unit: str = "B") -> str:
     for prefix in ("", "k", "M", "G", "T", "P", "E"):
@@ -53,32 +51,32 @@ def duration(s: float) -> str:
     return f"{s / 86400:.1f} days"
 
 
-def published_flops(extractor) -> float | None:
+def published_flops(extractor, seconds: int) -> float | None:
     """FLOPs per video from the class's published count (TensorFlow models), or None."""
     if getattr(extractor, "flops_per_frame", None):
         per_frame, size = extractor.flops_per_frame
         area = np.prod(extractor.image_size) / (size * size)
-        return per_frame * area * extractor.frames_per_second * SECONDS
+        return per_frame * area * extractor.frames_per_second * seconds
     per_second = getattr(extractor, "flops_per_second", None)
-    return per_second * SECONDS if per_second else None
+    return per_second * seconds if per_second else None
 
 
-def time_videos(extractor, reduction, paths: list[Path]):
+def time_videos(extractor, reduction, paths: list[Path], seconds: int = media.CLIP_SECONDS):
     """(decode s, model s, FLOPs or None, row shape, reduced shape) medians over ``paths`` (first is warm-up)."""
     decode_s, model_s, flops, row = [], [], None, None
     for k, path in enumerate(paths):
         t0 = time.perf_counter()
-        decoded = extractor.decode(path)
+        decoded = extractor.decoder()(path, duration=seconds)
         t1 = time.perf_counter()
         counter = None
         if k == 0 and extractor.device and not extractor.device.startswith("/"):  # a PyTorch model
             from torch.utils.flop_counter import FlopCounterMode
             counter = FlopCounterMode(display=False)
             with counter:
-                result = engine.finish(extractor, reduction, decoded)
+                result = engine.finish(extractor, reduction, decoded, seconds)
             flops = counter.get_total_flops()
         else:
-            result = engine.finish(extractor, reduction, decoded)
+            result = engine.finish(extractor, reduction, decoded, seconds)
         t2 = time.perf_counter()
         row = result[1]
         if k > 0 or len(paths) == 1:
@@ -101,27 +99,29 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     if n_time <= 0:
         return lines + ["  (--time 0: no model loaded; run with --time N for FLOPs, sizes and times)"]
     extractor = extractors.create(name, options, settings.device, settings.precision)
+    seconds = dataset.max_seconds  # every clip is decoded to this length (10 s for AVE)
     if modality == "visual":
-        frames = len(unique) * extractor.frames_per_second * SECONDS
+        frames = len(unique) * extractor.frames_per_second * seconds
         lines.append(f"  frames: {human(frames, '')} ({extractor.frames_per_second}/s at "
                      f"{extractor.image_size[0]}x{extractor.image_size[1]})")
     else:
-        lines.append(f"  audio: {human(len(unique) * SECONDS, '')} s at {extractor.sample_rate} Hz")
+        lines.append(f"  audio: {human(len(unique) * seconds, '')} s at {extractor.sample_rate} Hz")
     paths = []
+    relative = dict(zip(ids, dataset.paths or [None] * len(ids)))
     for vid in unique:
         try:
-            paths.append(video_path(dataset.videos, vid))
+            paths.append(video_path(dataset.videos, vid, relative[vid]))
         except media.MediaError:
             continue
         if len(paths) > n_time:
             break
     if not paths:
         return lines + [f"  no video of the dataset found in {dataset.videos}: nothing to time"]
-    d, m, flops, row = time_videos(extractor, reduction, paths)
+    d, m, flops, row = time_videos(extractor, reduction, paths, seconds)
     if flops:
         how = "measured (torch flop counter)"
     else:
-        flops, how = published_flops(extractor), "published count"
+        flops, how = published_flops(extractor, seconds), "published count"
     if flops:
         lines.append(f"  compute: {human(flops * len(unique), 'FLOP')} ({human(flops, 'FLOP')} per video, {how})")
     else:
