@@ -235,7 +235,9 @@ def main() -> None:
         a.videos, a.epochs, a.patience, a.timing_epochs, a.seed_steps = [192, 64, 64], 6, [2], 1, 1
     device = T.resolve_device(a.device)
     env = environment(device)
-    kernels = "portable" if "MKL_CBWR=COMPATIBLE" in env["kernels"] else "native"
+    # the stages' own (train/__init__: portable but MKL's fast branch), the extraction kernels, or native
+    kernels = ("native" if env["kernels"] == "native" else
+               "portable" if "MKL_CBWR=COMPATIBLE" in env["kernels"] else "train")
     tag = f"{a.videos[0]}v-{kernels}-{device.type}"
     if not a.report:
         print(f"{env}\nmaking data {a.videos} ...", flush=True)
