@@ -1,5 +1,6 @@
 """Each stage depends on exactly the code it runs: the import closure, checked three ways."""
 import json
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,15 @@ def test_fingerprint_follows_file_contents(tmp_path, monkeypatch):
     assert lineage.fingerprint("extract/musicnn")["sha256"] != before["sha256"]
     assert lineage.fingerprint("train") == lineage.fingerprint("train") and \
         "extract/media.py" not in lineage.fingerprint("train")["files"]
+
+
+def test_no_cached_dvc_output_is_tracked_by_git():
+    """A cached output that git also tracks makes a fresh clone's ``dvc repro`` refuse to run."""
+    from dvc.repo import Repo
+    tracked = set(subprocess.check_output(["git", "ls-files"], cwd=REPO, text=True).splitlines())
+    with Repo(str(REPO)) as repo:
+        rel = [os.path.relpath(out.fs_path, REPO) for stage in repo.index.stages for out in stage.outs
+               if out.use_cache]
+    assert rel
+    clashes = [t for t in tracked for p in rel if t == p or t.startswith(p + "/")]
+    assert not clashes, f"DVC outputs also in git (git rm --cached them): {clashes}"
