@@ -30,6 +30,7 @@ Each part's result is saved under --out as it finishes; a rerun skips what is sa
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -234,6 +235,7 @@ def main() -> None:
     ap.add_argument("--stop-patience", type=int, default=None,
                     help="patience that ends runs other than the reference recipe (default: the largest --patience)")
     ap.add_argument("--signal", type=float, default=10.0, help="amplitude of the learnable signal (make_data)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds of the runs (the data is fixed)")
     ap.add_argument("--bf16-runs", action="store_true", help="also full bf16 runs (for hardware where it pays)")
     ap.add_argument("--timing-epochs", type=int, default=2)
     ap.add_argument("--seed-steps", type=int, default=3)
@@ -271,18 +273,17 @@ def main() -> None:
                 print(f"  seeds {name}: {row}", flush=True)
                 save(path, {"model": name, "env": env, **row})
             if "runs" in a.only:
-                for loss in a.losses:
-                    for prec in ["fp32"] + ["bf16"] * a.bf16_runs:
-                        path = a.out / f"run-{name}-{loss}-{prec}-{a.epochs}e-{tag}.json"
-                        if path.exists():
-                            continue
-                        print(f"  run {name} {loss} {prec}: {a.epochs} epochs", flush=True)
-                        yardstick = (loss, prec) == ("reference", "fp32")
-                        rec = project_loop(name, data, T.Recipe(epochs=a.epochs, seeds=[0], loss=loss, precision=prec,
-                                                                patience=None if yardstick else a.stop_patience))
-                        save(path, {"model": name, "loss": loss, "precision": prec, "epochs": a.epochs, "env": env,
-                                    "seconds": rec.seconds, "val": rec.val,
-                                    "test_at": {str(k): v for k, v in rec.test_at.items()}})
+                for seed, loss, prec in itertools.product(a.seeds, a.losses, ["fp32"] + ["bf16"] * a.bf16_runs):
+                    path = a.out / f"run-{name}-{loss}-{prec}-{a.epochs}e{f'-seed{seed}' * bool(seed)}-{tag}.json"
+                    if path.exists():
+                        continue
+                    print(f"  run {name} {loss} {prec} seed {seed}: {a.epochs} epochs", flush=True)
+                    yardstick = (loss, prec) == ("reference", "fp32")
+                    rec = project_loop(name, data, T.Recipe(epochs=a.epochs, seeds=[seed], loss=loss, precision=prec,
+                                                            patience=None if yardstick else a.stop_patience))
+                    save(path, {"model": name, "loss": loss, "precision": prec, "epochs": a.epochs, "seed": seed,
+                                "env": env, "seconds": rec.seconds, "val": rec.val,
+                                "test_at": {str(k): v for k, v in rec.test_at.items()}})
     report(a, tag)
 
 
@@ -302,11 +303,13 @@ def report(a, tag: str) -> None:
         t = load(path)
         print(f"| {t['model']} | {path.stem.split('-', 3)[3]} | {t['sequential']:.0f} | {t['stacked']:.0f} "
               f"| {t.get('same_gradients', '?')} |")
-    print(f"\n### Time to a val-selected model ({tag}, one seed)")
-    for name in a.models:
-        print("\n| model | loss | precision | run epochs | patience | s/epoch | best epoch | stop epoch | val acc "
+    print(f"\n### Time to a val-selected model ({tag})")
+    every = [load(path) for path in sorted(a.out.glob(f"run-*-{tag}.json"))]
+    for name, seed in sorted({(r["model"], r.get("seed", 0)) for r in every if r["model"] in a.models}):
+        runs = [r for r in every if (r["model"], r.get("seed", 0)) == (name, seed)]
+        print(f"\n**{name}, seed {seed}**\n"
+              "\n| model | loss | precision | run epochs | patience | s/epoch | best epoch | stop epoch | val acc "
               "| test acc | time (min) | x ref |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
-        runs = [load(path) for path in sorted(a.out.glob(f"run-{name}-*-{tag}.json"))]
         refs = [r for r in runs if (r["loss"], r["precision"]) == ("reference", "fp32")]
         ref = max(refs, key=lambda r: r["epochs"], default=None)  # the reference recipe
         ref_time = sum(ref["seconds"]) if ref else float("nan")
@@ -326,7 +329,7 @@ def report(a, tag: str) -> None:
                 if val >= ref_val - 0.005 and secs <= ref_time / 6:
                     fast.append(f"{run['loss']}/{run['precision']}/patience {p}")
         if ref:
-            print(f"\n{name}: val acc within 0.5 points of the {ref['epochs']}-epoch reference recipe's "
+            print(f"\n{name}, seed {seed}: val acc within 0.5 points of the {ref['epochs']}-epoch reference recipe's "
                   f"({ref_val:.4f}) in at most 1/6 of its time ({ref_time / 60:.0f} min): {', '.join(fast) or 'none'}\n")
 
 
