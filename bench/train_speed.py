@@ -328,7 +328,10 @@ def report(a, tag: str) -> None:
                       f"| {secs / ref_time:.3f} |")
                 if val >= ref_val - 0.005 and secs <= ref_time / 6:
                     fast.append(f"{run['loss']}/{run['precision']}/patience {p}")
-        if ref:
+        if ref and ref_val <= ref["val"][0]:
+            print(f"\n{name}, seed {seed}: the {ref['epochs']}-epoch reference recipe never beat its first epoch "
+                  f"(val {ref_val:.4f}): it did not learn, so there is nothing to compare against\n")
+        elif ref:
             print(f"\n{name}, seed {seed}: val acc within 0.5 points of the {ref['epochs']}-epoch reference recipe's "
                   f"({ref_val:.4f}) in at most 1/6 of its time ({ref_time / 60:.0f} min): {', '.join(fast) or 'none'}\n")
 

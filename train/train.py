@@ -227,6 +227,12 @@ def train_one(model_name: str, options: dict, data: Data, recipe: Recipe, seed: 
             for k in ("train/loss", "train/acc", "val/acc"):
                 live.log_metric(f"seed{seed}/{k}", row[k])
     model.load_state_dict(best["state"])
+    if best["epoch"] == 0 and history[-1]["epoch"] < recipe.epochs - 1:
+        print(f"warning: {model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
+              f"{recipe.patience}) without ever beating its first epoch's val accuracy ({best['val_acc']:.4f}): "
+              "it may still be on a trivial prediction. The reference loss can sit on all-background for tens "
+              "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy",
+              flush=True)
     return model, {"seed": seed, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
                    "stop_epoch": history[-1]["epoch"]}
 
