@@ -109,13 +109,32 @@ def torch_inference(device: str, precision: str):
         yield
 
 
+def check_tf_bf16_on_cpu() -> None:
+    """TensorFlow hands bf16 convolutions to oneDNN on CPUs with bf16 instructions (AVX512-BF16,
+    AMX); with oneDNN capped at AVX2 by the portable kernels (avcache/kernels.py) it then cannot
+    create them and every video would fail. One tiny convolution tells, before any video."""
+    import tensorflow as tf
+    try:
+        with tf.device("/CPU:0"):
+            tf.nn.conv2d(tf.zeros((1, 4, 4, 1), tf.bfloat16), tf.zeros((1, 1, 1, 1), tf.bfloat16), 1, "SAME")
+    except tf.errors.OpError as e:
+        raise DeviceError(
+            "extract.precision is bf16 but TensorFlow cannot run bf16 convolutions on this CPU under the "
+            f"portable kernels (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}, "
+            f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}: {type(e).__name__}). "
+            "Run the stage with AVCACHE_KERNELS=native (bf16 caches depend on the hardware anyway), "
+            "or set extract.precision: fp32.") from None
+
+
 @contextlib.contextmanager
-def keras_policy(precision: str):
+def keras_policy(precision: str, device: str = "/CPU:0"):
     """Keras layers built inside take the mixed policy for ``precision`` (compute in bf16/fp16,
     variables in fp32); the global policy is restored afterwards."""
     if precision == "fp32":
         yield
         return
+    if precision == "bf16" and device.upper().startswith("/CPU"):
+        check_tf_bf16_on_cpu()
     import keras
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy({"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision])

@@ -37,7 +37,7 @@ def build(extractor, app: str, weights_file: str, weights: str | None, size: int
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with extractor.tf_scope(), accel.keras_policy(extractor.precision):
+            with extractor.tf_scope(), accel.keras_policy(extractor.precision, extractor.tf_device()):
                 base = getattr(keras.applications, app)(include_top=False, weights=weights or "imagenet",
                                                         input_shape=(size, size, 3))
         partial = [w for w in caught if "freshly-initialized" in str(w.message)]
