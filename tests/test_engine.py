@@ -204,14 +204,14 @@ def _bf16_close_to_fp32(name, options, x):
     return fp32, bf16, ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min()
 
 
-VGG19_BF16 = """
-import sys, numpy as np, keras
-sys.path.insert(0, "tests")
-from test_engine import _bf16_close_to_fp32
-keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(sys.argv[1])
-x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-print("min cosine", _bf16_close_to_fp32("vgg19", {"weights": sys.argv[1], "input_size": 64, "frames_per_second": 1}, x)[2])
-"""
+def _vgg19_bf16_cosine(weights: str) -> float:
+    """min cosine of bf16 against fp32 VGG-19 features (``weights``: a Keras weights file)."""
+    x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    return _bf16_close_to_fp32("vgg19", {"weights": weights, "input_size": 64, "frames_per_second": 1}, x)[2]
+
+
+VGG19_BF16 = "import sys; sys.path.insert(0, 'tests'); from test_engine import _vgg19_bf16_cosine; " \
+             "print('min cosine', _vgg19_bf16_cosine(sys.argv[1]))"
 
 
 def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
@@ -231,21 +231,19 @@ def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
                                           (0.1 * rng.standard_normal(16000)).astype(np.float32))
     assert cos > 0.98 and bf16.net.dtype == fp32.net.dtype  # autocast: the weights stay fp32
     weights = tmp_path / "vgg19.weights.h5"
+    keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
     try:
         accel.check_tf_bf16_on_cpu()
     except DeviceError as e:
         assert "AVCACHE_KERNELS=native" in str(e) and os.environ.get("AVCACHE_KERNELS", "portable") == "portable"
-        keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
         with pytest.raises(DeviceError, match="AVCACHE_KERNELS=native"):
-            extractors.create("vgg19", {"weights": str(weights), "input_size": 64, "frames_per_second": 1}, "cpu", "bf16")
+            _vgg19_bf16_cosine(str(weights))
         env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")}
         done = subprocess.run([sys.executable, "-c", VGG19_BF16, str(weights)], capture_output=True, text=True,
                               env={**env, "AVCACHE_KERNELS": "native"}, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         cos = float(done.stdout.split("min cosine")[-1])
     else:
-        keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
-        x = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-        cos = _bf16_close_to_fp32("vgg19", {"weights": str(weights), "input_size": 64, "frames_per_second": 1}, x)[2]
+        cos = _vgg19_bf16_cosine(str(weights))
     assert cos > 0.98, cos
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
