@@ -39,7 +39,7 @@ remote: setup
 	@echo "remote 'lab' -> $(REMOTE) in .dvc/config: commit it so the lab shares it"
 
 push: setup
-	$(BIN)/python -m avcache.share push
+	$(BIN)/python -m avcache share push
 
 pull: setup
-	$(BIN)/python -m avcache.share pull
+	$(BIN)/python -m avcache share pull

@@ -1,12 +1,17 @@
-"""The contract between the pipeline's stages: what one stage writes and another reads.
+"""avcache: extract audio-visual features once into HDF5 caches, then train cheap models on them.
 
-- ``params``:  params.yaml, loaded and validated with errors that name the key
-- ``dataset``: the dataset file (video order, labels, splits, class names)
-- ``cache``:   the per-extractor HDF5 feature caches (writer, checked readers)
-- ``pair``:    an (audio, visual) pair of caches as arrays, with the failure policy applied
-- ``io``:      atomic writes (temporary file, fsync, rename)
-- ``lineage``: the code each stage runs, as DVC dependencies
+Where things are (each part depends only on the ones above it):
 
-``extract``, ``train`` and ``evaluate`` import from here and never from each other's internals
-(``evaluate`` uses ``train.models``, the models and their checkpoint format).
+- ``contract/``:       what one stage writes and another reads: params.yaml validation, the
+                       dataset file, the feature caches, the (audio, visual) pair, atomic writes.
+                       Depends on nothing else in the project.
+- ``kernels``, ``runtime``: portable CPU kernels; device, precision and determinism, shared by
+                       extraction and training. ``lineage`` (the code each stage runs) and
+                       ``share`` (a lab's DVC remote) are infrastructure.
+- ``datasets/``:       AVE, the clip formats, the embedded demos and the dataset stage.
+- ``media``:           decoding audio and video on one media clock.
+- ``extraction/``:     the extractors (registry), reductions, work store, engines, the stage, plan.
+- ``localization/``:   AVE event localization: AV-att / DMRN models, training, evaluation, attention.
+- ``classification/``: clip classification: heads on cached embeddings, the fold protocol, metrics.
+- ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs.
 """

@@ -11,6 +11,7 @@ numpy, torch and TensorFlow are imported: each stage package calls it first thin
 ``AVCACHE_KERNELS=native`` leaves the libraries to choose (faster on AVX-512 / AMX machines;
 caches then match only caches from the same kind of CPU).
 """
+
 from __future__ import annotations
 
 import os

@@ -8,12 +8,13 @@ and the ``lineage`` stage writes it, with each file's sha256, to ``lineage/<stag
 other stage depends on its own lineage file, so editing a helper that only extractor X imports
 changes only ``lineage/extract/X.json``, and only the stage that extracts X runs again.
 
-    python -m avcache.lineage lineage        # the DVC stage (deps: the source folders)
-    python -m avcache.lineage --show train   # print one stage's closure
+    python -m avcache lineage lineage        # the DVC stage (deps: the source folders)
+    python -m avcache lineage --show train   # print one stage's closure
 
 Why not list the files in dvc.yaml: DVC interpolates neither lists nor nested keys
 (``${code.${audio}}``), so dvc.yaml cannot pick the file list of the extractor named by a param.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("avcache", "extract", "train", "evaluate")
-ENTRY_POINTS = {"demo": ["extract.demo"], "dataset": ["extract.dataset"],
-                "train": ["train.train"], "evaluate": ["evaluate.evaluate"], "attention": ["evaluate.attention"]}
+PACKAGES = ("avcache",)
+# the CLI module dispatches by name (importlib), so it adds only itself to each closure
+ENTRY_POINTS = {
+    "demo": ["avcache.cli", "avcache.datasets.demo"],
+    "dataset": ["avcache.cli", "avcache.datasets.stage"],
+    "train": ["avcache.cli", "avcache.localization.train"],
+    "evaluate": ["avcache.cli", "avcache.localization.evaluate"],
+    "attention": ["avcache.cli", "avcache.localization.attention"],
+}
 
 
 def module_file(module: str) -> Path | None:
@@ -60,7 +67,7 @@ def imports_of(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             else:
                 base = node.module
             found.add(base)
@@ -85,7 +92,8 @@ def closure(*modules: str) -> list[str]:
 
 
 def extractor_module(name: str) -> str:
-    from extract.extractors import REGISTRY
+    from avcache.extraction.extractors import REGISTRY
+
     if name not in REGISTRY:
         raise ValueError(f"unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name].split(":")[0]
@@ -93,17 +101,17 @@ def extractor_module(name: str) -> str:
 
 def stages() -> dict[str, list[str]]:
     """Stage key -> its entry modules; extraction has one key per registered extractor."""
-    from extract.extractors import REGISTRY
+    from avcache.extraction.extractors import REGISTRY
+
     out = dict(ENTRY_POINTS)
     for name in sorted(REGISTRY):
-        out[f"extract/{name}"] = ["extract.run", extractor_module(name)]
+        out[f"extract/{name}"] = ["avcache.cli", "avcache.extraction.stage", extractor_module(name)]
     return out
 
 
 def fingerprint(stage: str) -> dict:
     """The stage's code: each file of its closure with its sha256, and one hash over them all."""
-    files = {rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()
-             for rel in closure(*stages()[stage])}
+    files = {rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest() for rel in closure(*stages()[stage])}
     total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"stage": stage, "sha256": total, "files": files}
 

@@ -1,7 +1,7 @@
 """Share caches through a DVC remote, so a lab extracts each configuration once.
 
-    python -m avcache.share push     # everything this clone has built, for every configuration
-    python -m avcache.share pull     # the current configuration's outputs + the run history
+    python -m avcache share push     # everything this clone has built, for every configuration
+    python -m avcache share pull     # the current configuration's outputs + the run history
 
 ``dvc push --run-cache`` uploads the run history but (DVC 3.67) not the outputs of runs that
 are not in the current ``dvc.lock``, so a cache a colleague extracted under another
@@ -9,6 +9,7 @@ are not in the current ``dvc.lock``, so a cache a colleague extracted under anot
 fetches the current outputs and the run history; a configuration run before anywhere in the lab
 is then fetched on demand by ``dvc exp run --pull -S audio=...`` instead of being extracted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ def _run_cache_entries(repo) -> list[tuple[str, str]]:
 
 def push(remote: str | None = None) -> int:
     from dvc.repo import Repo
+
     with Repo() as repo:
         count = repo.push(remote=remote, run_cache=True)
         for odb, objs in repo.stage_cache.get_used_objs(_run_cache_entries(repo)).items():
@@ -33,6 +35,7 @@ def push(remote: str | None = None) -> int:
 
 def pull(remote: str | None = None) -> int:
     from dvc.repo import Repo
+
     with Repo() as repo:
         return repo.pull(remote=remote, run_cache=True)["stats"]["fetched"]
 

@@ -9,6 +9,7 @@ compared with the mass uniform attention would put there (their share of the gri
 the second's label: event seconds (seen and heard) and visual-only distractor seconds (seen,
 silent), where audio-guided attention has no sound to follow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avcache import params as P  # noqa: E402
-from avcache.cache import read_provenance  # noqa: E402
-from avcache.dataset import read_dataset  # noqa: E402
-from evaluate.attention import attention_on_test  # noqa: E402
-from extract import demo  # noqa: E402
+from avcache.contract import params as P  # noqa: E402
+from avcache.contract.cache import read_provenance  # noqa: E402
+from avcache.contract.dataset import read_dataset  # noqa: E402
+from avcache.datasets import demo  # noqa: E402
+from avcache.localization.attention import attention_on_test  # noqa: E402
 
 
 def shape_cells(centres: np.ndarray, r: float, width: int, height: int, grid: tuple[int, int]) -> np.ndarray:
@@ -36,7 +37,7 @@ def shape_cells(centres: np.ndarray, r: float, width: int, height: int, grid: tu
     for k, (cx, cy) in enumerate(centres):
         dx = np.maximum(np.maximum(x0 - cx, cx - (x0 + width / gw)), 0)  # distance from centre to cell
         dy = np.maximum(np.maximum(y0 - cy, cy - (y0 + height / gh)), 0)
-        out[k] = dy[:, None] ** 2 + dx[None, :] ** 2 < r ** 2
+        out[k] = dy[:, None] ** 2 + dx[None, :] ** 2 < r**2
     return out.reshape(len(centres), -1)
 
 
@@ -63,10 +64,13 @@ def measure(dataset: Path, audio: Path, visual: Path, models_dir: Path, demo_cfg
     for kind, pairs in found.items():
         if pairs:
             mass, share = np.array(pairs).T
-            out[kind] = {"seconds": len(pairs), "attention_on_shape": round(float(mass.mean()), 4),
-                         "uniform_would_give": round(float(share.mean()), 4),
-                         "ratio": round(float(mass.mean() / share.mean()), 2),
-                         "seconds_above_uniform": round(float((mass > share).mean()), 4)}
+            out[kind] = {
+                "seconds": len(pairs),
+                "attention_on_shape": round(float(mass.mean()), 4),
+                "uniform_would_give": round(float(share.mean()), 4),
+                "ratio": round(float(mass.mean() / share.mean()), 2),
+                "seconds_above_uniform": round(float((mass > share).mean()), 4),
+            }
     return out
 
 
@@ -75,8 +79,13 @@ def main() -> None:
     ap.add_argument("--models", type=Path, default=Path("models"))
     a = ap.parse_args()
     cfg = P.load()
-    result = measure(Path("features/dataset.h5"), Path(f"features/audio/{cfg['audio']}.h5"),
-                     Path(f"features/visual/{cfg['visual']}.h5"), a.models, cfg["demo"])
+    result = measure(
+        Path("features/dataset.h5"),
+        Path(f"features/audio/{cfg['audio']}.h5"),
+        Path(f"features/visual/{cfg['visual']}.h5"),
+        a.models,
+        cfg["demo"],
+    )
     print(json.dumps(result, indent=1))
 
 

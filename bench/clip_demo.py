@@ -7,6 +7,7 @@ The caches are built by the extraction stage's own code (musicnn as configured; 
 as configured but with `mean` instead of `pca`, which a fold dataset cannot fit), then each head
 of params.yaml `models` (linear, mlp, temporal) is trained per fold on audio, visual and both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avcache import params as P  # noqa: E402
-from avcache.dataset import read_dataset, write_dataset  # noqa: E402
-from evaluate.clips import evaluate_clips  # noqa: E402
-from extract import run  # noqa: E402
-from extract.dataset import DatasetParams, load  # noqa: E402
-from train.clips import train_clips  # noqa: E402
+from avcache.classification.evaluate import evaluate_clips  # noqa: E402
+from avcache.classification.heads import train_clips  # noqa: E402
+from avcache.contract import params as P  # noqa: E402
+from avcache.contract.dataset import read_dataset, write_dataset  # noqa: E402
+from avcache.datasets.stage import DatasetParams, load  # noqa: E402
+from avcache.extraction import stage as run  # noqa: E402
 
 
 def main() -> None:
@@ -33,13 +34,17 @@ def main() -> None:
     a = ap.parse_args()
     cfg = P.load()
     a.out.mkdir(parents=True, exist_ok=True)
-    ds = load(DatasetParams(format="csv", root=str(a.root), videos=str(a.root), max_seconds=cfg["dataset"]["max_seconds"]))
+    ds = load(
+        DatasetParams(format="csv", root=str(a.root), videos=str(a.root), max_seconds=cfg["dataset"]["max_seconds"])
+    )
     write_dataset(ds, a.out / "dataset.h5")
     ds = read_dataset(a.out / "dataset.h5")
     visual_opts = {**cfg["extractors"]["efficientnet"], "reduction": {"method": "mean", "dim": 128}}
     caches = {}
-    for modality, name, opts in (("audio", "musicnn", cfg["extractors"]["musicnn"]),
-                                 ("visual", "efficientnet", visual_opts)):
+    for modality, name, opts in (
+        ("audio", "musicnn", cfg["extractors"]["musicnn"]),
+        ("visual", "efficientnet", visual_opts),
+    ):
         caches[modality] = a.out / f"{name}.h5"
         if not caches[modality].exists():
             run.run(modality, name, opts, ds, ds.videos, caches[modality], progress=False)
@@ -48,17 +53,25 @@ def main() -> None:
         for inputs in ("audio", "visual", "both"):
             folder = a.out / f"{head}-{inputs}"
             options = {**cfg["models"][head], "inputs": inputs}
-            train_clips(head, options, a.seeds, ds, caches["audio"], caches["visual"], folder / "models", None,
-                        progress=False)
+            train_clips(
+                head, options, a.seeds, ds, caches["audio"], caches["visual"], folder / "models", None, progress=False
+            )
             m = evaluate_clips(a.out / "dataset.h5", folder / "models", folder / "results")
-            rows.append({"head": head, "inputs": inputs, **{k: m["test"][k] for k in
-                                                            ("acc", "acc_std", "macro_f1", "macro_f1_std")}})
+            rows.append(
+                {
+                    "head": head,
+                    "inputs": inputs,
+                    **{k: m["test"][k] for k in ("acc", "acc_std", "macro_f1", "macro_f1_std")},
+                }
+            )
     (a.out / "clip_demo.json").write_text(json.dumps(rows, indent=1))
     names = {"audio": "musicnn", "visual": "EfficientNet-Lite0", "both": "both"}
-    print(f"\n| head | features | test accuracy | macro F1 |\n|---|---|---|---|")
+    print("\n| head | features | test accuracy | macro F1 |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['head']} | {names[r['inputs']]} | {r['acc']:.3f} ± {r['acc_std']:.3f} | "
-              f"{r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f} |")
+        print(
+            f"| {r['head']} | {names[r['inputs']]} | {r['acc']:.3f} ± {r['acc_std']:.3f} | "
+            f"{r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ and the model's throughput as a fraction of this machine's measured matmul peak.
     python bench/extract_speed.py                       # musicnn + efficientnet, 24 demo videos
     python bench/extract_speed.py --videos 48 --engines serial pipelined
 
-Each (extractor, engine) runs the real stage (``extract.run.run``) on a freshly generated demo
+Each (extractor, engine) runs the real stage (``avcache.extraction.stage.run``) on a freshly generated demo
 (the params.yaml demo's geometry: 160x120 at 12 fps, 10 s) into its own folder; the caches of
 all engines are checked byte-identical. Videos per second are steady-state: rows finished after
 the first one, over the time since the first one, so model loading and Ray's start are left out
@@ -13,6 +13,7 @@ the first one, over the time since the first one, so model loading and Ray's sta
 ``torch.utils.flop_counter`` (PyTorch models only), so "of peak" = FLOPs per video x videos per
 second / peak. Run it on an idle machine: other jobs on the cores change every number.
 """
+
 import argparse
 import hashlib
 import os
@@ -24,19 +25,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import extract  # noqa: E402,F401  (pins the portable kernels first, as every stage does)
+import avcache.extraction  # noqa: E402,F401  (pins the portable kernels first, as every stage does)
 
-ENGINES = {"serial": {"engine": "local", "decode_workers": 0},
-           "pipelined": {"engine": "local", "decode_workers": 2},
-           "ray": {"engine": "ray", "ray": {"cpus_per_worker": 2, "decode_workers": 1}}}
+ENGINES = {
+    "serial": {"engine": "local", "decode_workers": 0},
+    "pipelined": {"engine": "local", "decode_workers": 2},
+    "ray": {"engine": "ray", "ray": {"cpus_per_worker": 2, "decode_workers": 1}},
+}
 
 
 def matmul_peak(n: int = 4096, repeat: int = 5) -> float:
     import torch
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeat))
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def _timed(fn) -> float:
@@ -47,7 +51,10 @@ def _timed(fn) -> float:
 
 def flops_per_video(name, options, dataset) -> float | None:
     from torch.utils.flop_counter import FlopCounterMode
-    from extract import extractors, run
+
+    from avcache.extraction import extractors
+    from avcache.extraction import stage as run
+
     ex = extractors.create(name, {k: v for k, v in options.items() if k != "reduction"}, "cpu")
     if ex.device.startswith("/"):  # TensorFlow: no counter
         return None
@@ -59,7 +66,9 @@ def flops_per_video(name, options, dataset) -> float | None:
 
 def run_stage(name, options, dataset, out, settings):
     """(videos/s after the first row, seconds to the first row)."""
-    from extract import extractors, run
+    from avcache.extraction import extractors
+    from avcache.extraction import stage as run
+
     stamps = []
     put, fail = run.WorkStore.put, run.WorkStore.fail
 
@@ -70,11 +79,21 @@ def run_stage(name, options, dataset, out, settings):
     def timed_fail(self, *a):
         stamps.append(time.perf_counter())
         return fail(self, *a)
+
     run.WorkStore.put, run.WorkStore.fail = timed_put, timed_fail
     try:
         start = time.perf_counter()
-        run.run(extractors.get(name).modality, name, options, dataset, dataset.videos, out,
-                progress=False, device="cpu", **settings)
+        run.run(
+            extractors.get(name).modality,
+            name,
+            options,
+            dataset,
+            dataset.videos,
+            out,
+            progress=False,
+            device="cpu",
+            **settings,
+        )
     finally:
         run.WorkStore.put, run.WorkStore.fail = put, fail
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]), stamps[0] - start
@@ -90,19 +109,24 @@ def main():
     a = ap.parse_args()
     ENGINES["pipelined"]["decode_workers"] = a.decode_workers
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from extract import demo
-    from extract.dataset import load_ave
     import torch
+
+    from avcache.datasets import demo
+    from avcache.datasets.stage import load_ave
+
     tmp = Path(tempfile.mkdtemp(prefix="extract-speed-"))
     try:
         demo.generate(tmp / "demo", videos=a.videos, classes=3, seed=0, progress=False)
         ds = load_ave(tmp / "demo")
         ds.videos = str(tmp / "demo" / "AVE")
         peak = matmul_peak()
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-              f"{torch.__version__} ({torch.get_num_threads()} threads); fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+            f"{torch.__version__} ({torch.get_num_threads()} threads); fp32 matmul peak {peak / 1e9:.1f} GFLOP/s"
+        )
         if "ray" in a.engines:
-            from extract import engine_ray
+            from avcache.extraction import engine_ray
+
             t = time.perf_counter()
             engine_ray.connect(None)
             print(f"ray.init: {time.perf_counter() - t:.1f} s (not counted)")
@@ -122,18 +146,23 @@ def main():
             print(f"  {name}: caches of {', '.join(digests)} {'byte-identical' if same else 'DIFFER'}")
             if not same:
                 raise SystemExit("engines disagree: " + str(digests))
-        print(f"\n{a.videos} demo videos (160x120, 12 fps, 10 s); efficientnet = Lite0 at {a.fps} frames/s, "
-              "224 px, batch 32; musicnn = MTT_musicnn cnn1-3\n")
+        print(
+            f"\n{a.videos} demo videos (160x120, 12 fps, 10 s); efficientnet = Lite0 at {a.fps} frames/s, "
+            "224 px, batch 32; musicnn = MTT_musicnn cnn1-3\n"
+        )
         print("| extractor | engine | videos/s | s/video | vs serial | start s | model FLOP/s of peak |")
         print("|---|---|---|---|---|---|---|")
         for name, eng, vps, first, frac in rows:
             base = next((v for n, e, v, _, _ in rows if n == name and e == "serial"), None)
             ratio = f"{vps / base:.2f}x" if base else "-"
-            print(f"| {name} | {eng} | {vps:.2f} | {1 / vps:.2f} | {ratio} | {first:.1f} | "
-                  f"{f'{100 * frac:.0f} %' if frac else 'n/a (TensorFlow)'} |")
+            print(
+                f"| {name} | {eng} | {vps:.2f} | {1 / vps:.2f} | {ratio} | {first:.1f} | "
+                f"{f'{100 * frac:.0f} %' if frac else 'n/a (TensorFlow)'} |"
+            )
     finally:
         if "ray" in a.engines:
             import ray
+
             ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 

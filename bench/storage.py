@@ -9,6 +9,7 @@ rounding error; then the params.yaml model is trained and evaluated on float32 a
 (gzip) caches with the same seeds, so the accuracy cost of halving the bytes is measured, not
 assumed. Prints a Markdown table (README: Cache storage).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avcache import params as P  # noqa: E402
-from avcache.cache import CacheWriter, Storage, read_features, read_provenance  # noqa: E402
-from avcache.dataset import read_dataset  # noqa: E402
+from avcache.contract import params as P  # noqa: E402
+from avcache.contract.cache import CacheWriter, Storage, read_features, read_provenance  # noqa: E402
+from avcache.contract.dataset import read_dataset  # noqa: E402
 
-STORAGES = [Storage("float32", "none"), Storage("float32", "gzip"), Storage("float16", "none"),
-            Storage("float16", "lzf"), Storage("float16", "gzip")]
+STORAGES = [
+    Storage("float32", "none"),
+    Storage("float32", "gzip"),
+    Storage("float16", "none"),
+    Storage("float16", "lzf"),
+    Storage("float16", "gzip"),
+]
 
 
 def restore(src: Path, dst: Path, storage: Storage, dataset) -> None:
@@ -54,8 +60,9 @@ def read_seconds(path: Path, dataset, repeat: int = 3) -> float:
 
 
 def accuracy(dataset_path: Path, audio: Path, visual: Path, out: Path, seeds: list[int]) -> dict:
-    from evaluate.evaluate import evaluate
-    from train.train import Recipe, train
+    from avcache.localization.evaluate import evaluate
+    from avcache.localization.train import Recipe, train
+
     cfg = P.load()
     recipe = P.from_params(Recipe, {**cfg["train"], "seeds": seeds}, "train")
     name = cfg["model"]
@@ -83,9 +90,18 @@ def main() -> None:
             restore(src, dst, s, ds)
             err = np.abs(read_features(dst, ds) - ref)
             rel = float((err / np.maximum(np.abs(ref), 1e-30))[np.abs(ref) > 1e-3].max()) if err.any() else 0.0
-            rows.append({"cache": src.stem, "shape": list(ref.shape), "dtype": s.dtype, "compression": s.compression,
-                         "mib": dst.stat().st_size / 2**20, "read_s": read_seconds(dst, ds),
-                         "max_abs_err": float(err.max()), "max_rel_err": rel})
+            rows.append(
+                {
+                    "cache": src.stem,
+                    "shape": list(ref.shape),
+                    "dtype": s.dtype,
+                    "compression": s.compression,
+                    "mib": dst.stat().st_size / 2**20,
+                    "read_s": read_seconds(dst, ds),
+                    "max_abs_err": float(err.max()),
+                    "max_rel_err": rel,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     results = {}
     for dtype in ("float32", "float16"):
@@ -93,10 +109,15 @@ def main() -> None:
         results[dtype] = accuracy(a.dataset, *pair, a.out / f"train-{dtype}", a.seeds)
         print(dtype, results[dtype], flush=True)
     (a.out / "storage.json").write_text(json.dumps({"rows": rows, "accuracy": results}, indent=1))
-    print(f"\n| cache | dtype | compression | MiB | read (s) | max abs error | max rel error |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| cache | dtype | compression | MiB | read (s) | max abs error | max rel error |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['cache']} {tuple(r['shape'][1:])} | {r['dtype']} | {r['compression']} | {r['mib']:.2f} | "
-              f"{r['read_s']:.3f} | {r['max_abs_err']:.2g} | {r['max_rel_err']:.2g} |")
+        print(
+            f"| {r['cache']} {tuple(r['shape'][1:])} | {r['dtype']} | {r['compression']} | {r['mib']:.2f} | "
+            f"{r['read_s']:.3f} | {r['max_abs_err']:.2g} | {r['max_rel_err']:.2g} |"
+        )
     print(f"\n| caches | test acc ({cfg['model']}, seeds {a.seeds}) |\n|---|---|")
     for dtype, r in results.items():
         print(f"| {dtype} (gzip) | {r['acc']:.4f} ± {r['acc_std']:.4f} |")

@@ -28,6 +28,7 @@ Parts (``--only``):
           it by the whole reference-recipe run.
 Each part's result is saved under --out as it finishes; a rerun skips what is saved.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,12 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from train import train as T  # noqa: E402  (first: sets the portable kernels before torch loads)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from avcache.kernels import describe  # noqa: E402
-from train.models import build, predict  # noqa: E402
+from avcache.localization import train as T  # noqa: E402  (first: sets the portable kernels before torch loads)
+from avcache.localization.models import build, predict  # noqa: E402
 
 CLASSES, SEGMENTS, REGIONS, DA, DV = 28, 10, 49, 128, 512
 
@@ -64,8 +64,9 @@ def make_data(n_train: int, n_val: int, n_test: int, seed: int = 0, signal: floa
     n = n_train + n_val + n_test
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     proto_a = unit(np.repeat(rng.normal(size=(CLASSES // 2, DA)), 2, 0) + 0.7 * rng.normal(size=(CLASSES, DA)))
-    proto_v = unit(np.maximum(np.tile(rng.normal(size=(CLASSES // 2, DV)), (2, 1))
-                              + 0.7 * rng.normal(size=(CLASSES, DV)), 0))
+    proto_v = unit(
+        np.maximum(np.tile(rng.normal(size=(CLASSES // 2, DV)), (2, 1)) + 0.7 * rng.normal(size=(CLASSES, DV)), 0)
+    )
     cls = rng.integers(0, CLASSES, n)
     start = rng.integers(0, 3, n)
     length = rng.integers(5, 11 - start)
@@ -84,14 +85,18 @@ def make_data(n_train: int, n_val: int, n_test: int, seed: int = 0, signal: floa
     for i in range(0, n, 256):  # in chunks: no second 4-GB temporary
         x = rng.standard_normal((min(256, n - i), SEGMENTS, REGIONS, DV), dtype=np.float32)
         np.maximum(x, 0, out=x)
-        visual[i:i + len(x)] = x
+        visual[i : i + len(x)] = x
     for i in range(n):
         visual[i, seen[i], where[i]] += (amp_v[i] * proto_v[cls[i]]).astype(np.float32)
     labels = np.zeros((n, SEGMENTS, CLASSES + 1), np.float32)
     labels[np.arange(n)[:, None], t, np.where(event, cls[:, None], CLASSES)] = 1
     idx = torch.arange(n)
-    return T.Data(torch.from_numpy(audio), torch.from_numpy(visual), torch.from_numpy(labels),
-                  {"train": idx[:n_train], "val": idx[n_train:n_train + n_val], "test": idx[n_train + n_val:]})
+    return T.Data(
+        torch.from_numpy(audio),
+        torch.from_numpy(visual),
+        torch.from_numpy(labels),
+        {"train": idx[:n_train], "val": idx[n_train : n_train + n_val], "test": idx[n_train + n_val :]},
+    )
 
 
 def reference_loop(name: str, data: T.Data, epochs: int, batch_size: int = 64) -> list[float]:
@@ -146,8 +151,9 @@ class Recorder:
         self.val.append(row["val/acc"])
         if self.with_test and row["val/acc"] > max(self.val[:-1], default=-1):
             test = self.data.split("test")
-            self.test_at[epoch] = T.segment_accuracy(predict(model, self.data.audio, self.data.visual, test),
-                                                     self.data.labels[test])
+            self.test_at[epoch] = T.segment_accuracy(
+                predict(model, self.data.audio, self.data.visual, test), self.data.labels[test]
+            )
         self.mark = time.perf_counter()
 
 
@@ -161,13 +167,14 @@ def seeds_step(name: str, data: T.Data, steps: int, n_seeds: int = 3, batch_size
     """ms per training step of ``n_seeds`` seeds: one after the other vs stacked with torch.func,
     and whether the stacked gradients are the per-seed ones (before any step)."""
     from torch.func import functional_call, grad, stack_module_state, vmap
+
     loss_fn = torch.nn.functional.multilabel_soft_margin_loss  # on the softmax outputs: the reference loss
     models = [build(name, **data.shapes).to(data.device) for _ in range(n_seeds)]
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
     params, buffers = stack_module_state(models)
     stacked_opt = torch.optim.Adam(params.values(), lr=1e-3)  # elementwise: one Adam for all seeds
     meta = build(name, **data.shapes).to("meta")
-    idx = data.split("train")[:n_seeds * batch_size].view(n_seeds, batch_size)
+    idx = data.split("train")[: n_seeds * batch_size].view(n_seeds, batch_size)
     batches = [[x[i] for x in (data.audio, data.visual, data.labels)] for i in idx]
     a, v, y = (torch.stack(x) for x in zip(*batches))
     seed_grad = vmap(grad(lambda p, b, a, v, y: loss_fn(functional_call(meta, (p, b), (a, v)), y)))
@@ -188,10 +195,13 @@ def seeds_step(name: str, data: T.Data, steps: int, n_seeds: int = 3, batch_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LSTM has no vmap batching rule: torch warns that it loops
         g = seed_grad(params, buffers, a, v, y)
-        for i, (m, (a_, v_, y_)) in enumerate(zip(models, batches)):
+        for m, (a_, v_, y_) in zip(models, batches):
             loss_fn(m(a_, v_), y_).backward()
-        out["same_gradients"] = all(torch.allclose(g[k][i], p.grad, rtol=1e-3, atol=1e-7)
-                                    for i, m in enumerate(models) for k, p in m.named_parameters())
+        out["same_gradients"] = all(
+            torch.allclose(g[k][i], p.grad, rtol=1e-3, atol=1e-7)
+            for i, m in enumerate(models)
+            for k, p in m.named_parameters()
+        )
         for f in (sequential, stacked):
             f()  # warm-up
             times = []
@@ -214,8 +224,13 @@ def after_patience(val: list[float], patience: int | None) -> tuple[int, int]:
 
 
 def environment(device) -> dict:
-    return {"kernels": describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "device": str(device), "cpu": platform.processor() or platform.machine()}
+    return {
+        "kernels": describe(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+    }
 
 
 def save(path: Path, obj: dict) -> None:
@@ -230,11 +245,20 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["av_att", "dmrn"])
     ap.add_argument("--losses", nargs="+", default=["reference", "cross_entropy"])
     ap.add_argument("--videos", nargs=3, type=int, default=[3339, 402, 402], metavar=("TRAIN", "VAL", "TEST"))
-    ap.add_argument("--epochs", type=int, default=300, help="length of each run (the reference recipe: 300); "
-                    "runs of other lengths are kept side by side, the longest reference-loss fp32 run is the yardstick")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=300,
+        help="length of each run (the reference recipe: 300); "
+        "runs of other lengths are kept side by side, the longest reference-loss fp32 run is the yardstick",
+    )
     ap.add_argument("--patience", nargs="+", type=int, default=[5, 10, 20])
-    ap.add_argument("--stop-patience", type=int, default=None,
-                    help="patience that ends runs other than the reference recipe (default: the largest --patience)")
+    ap.add_argument(
+        "--stop-patience",
+        type=int,
+        default=None,
+        help="patience that ends runs other than the reference recipe (default: the largest --patience)",
+    )
     ap.add_argument("--signal", type=float, default=10.0, help="amplitude of the learnable signal (make_data)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds of the runs (the data is fixed)")
     ap.add_argument("--bf16-runs", action="store_true", help="also full bf16 runs (for hardware where it pays)")
@@ -250,8 +274,9 @@ def main() -> None:
     device = T.resolve_device(a.device)
     env = environment(device)
     # the stages' own (train/__init__: portable but MKL's fast branch), the extraction kernels, or native
-    kernels = ("native" if env["kernels"] == "native" else
-               "portable" if "MKL_CBWR=COMPATIBLE" in env["kernels"] else "train")
+    kernels = (
+        "native" if env["kernels"] == "native" else "portable" if "MKL_CBWR=COMPATIBLE" in env["kernels"] else "train"
+    )
     tag = f"{a.videos[0]}v-{kernels}-{device.type}" + (f"-s{a.signal:g}" if a.signal != 10 else "")
     if not a.report:
         print(f"{env}\nmaking data {a.videos} ...", flush=True)
@@ -265,8 +290,9 @@ def main() -> None:
                     if device.type == "cpu":
                         row["reference_loop"] += reference_loop(name, data, 1)
                     for prec in ("fp32", "bf16"):
-                        row[prec] += project_loop(name, data, T.Recipe(epochs=1, seeds=[0], precision=prec),
-                                                  with_test=False).seconds
+                        row[prec] += project_loop(
+                            name, data, T.Recipe(epochs=1, seeds=[0], precision=prec), with_test=False
+                        ).seconds
                     print(f"  timing {name}: { {k: [round(x, 1) for x in v] for k, v in row.items()} }", flush=True)
                 save(path, {"model": name, "env": env, **row})
             if "seeds" in a.only and not (path := a.out / f"seeds-{name}-{tag}.json").exists():
@@ -280,11 +306,31 @@ def main() -> None:
                         continue
                     print(f"  run {name} {loss} {prec} seed {seed}: {a.epochs} epochs", flush=True)
                     yardstick = (loss, prec) == ("reference", "fp32")
-                    rec = project_loop(name, data, T.Recipe(epochs=a.epochs, seeds=[seed], loss=loss, precision=prec,
-                                                            patience=None if yardstick else a.stop_patience))
-                    save(path, {"model": name, "loss": loss, "precision": prec, "epochs": a.epochs, "seed": seed,
-                                "env": env, "seconds": rec.seconds, "val": rec.val,
-                                "test_at": {str(k): v for k, v in rec.test_at.items()}})
+                    rec = project_loop(
+                        name,
+                        data,
+                        T.Recipe(
+                            epochs=a.epochs,
+                            seeds=[seed],
+                            loss=loss,
+                            precision=prec,
+                            patience=None if yardstick else a.stop_patience,
+                        ),
+                    )
+                    save(
+                        path,
+                        {
+                            "model": name,
+                            "loss": loss,
+                            "precision": prec,
+                            "epochs": a.epochs,
+                            "seed": seed,
+                            "env": env,
+                            "seconds": rec.seconds,
+                            "val": rec.val,
+                            "test_at": {str(k): v for k, v in rec.test_at.items()},
+                        },
+                    )
     report(a, tag)
 
 
@@ -292,25 +338,36 @@ def report(a, tag: str) -> None:
     load = lambda path: json.loads(path.read_text()) if path.exists() else None  # noqa: E731
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
     videos = tag.split("-")[0]  # every kernel setting and device measured at this size
-    print(f"\n### Seconds per epoch ({videos.rstrip('v')} training videos)\n\n"
-          "| model | kernels, device | reference loop | project fp32 | project bf16 |\n|---|---|---|---|---|")
+    print(
+        f"\n### Seconds per epoch ({videos.rstrip('v')} training videos)\n\n"
+        "| model | kernels, device | reference loop | project fp32 | project bf16 |\n|---|---|---|---|---|"
+    )
     for path in sorted(a.out.glob(f"timing-*-{videos}-*.json")):
         t = load(path)
-        print(f"| {t['model']} | {path.stem.split('-', 3)[3]} | {med(t['reference_loop']):.1f} | {med(t['fp32']):.1f} "
-              f"| {med(t['bf16']):.1f} |")
-    print("\n### Three seeds, one training step at batch 64 (ms)\n\n"
-          "| model | kernels, device | one after the other | stacked (torch.func) | same gradients |\n|---|---|---|---|---|")
+        print(
+            f"| {t['model']} | {path.stem.split('-', 3)[3]} | {med(t['reference_loop']):.1f} | {med(t['fp32']):.1f} "
+            f"| {med(t['bf16']):.1f} |"
+        )
+    print(
+        "\n### Three seeds, one training step at batch 64 (ms)\n\n"
+        "| model | kernels, device | one after the other | stacked (torch.func) | same gradients |\n"
+        "|---|---|---|---|---|"
+    )
     for path in sorted(a.out.glob(f"seeds-*-{videos}-*.json")):
         t = load(path)
-        print(f"| {t['model']} | {path.stem.split('-', 3)[3]} | {t['sequential']:.0f} | {t['stacked']:.0f} "
-              f"| {t.get('same_gradients', '?')} |")
+        print(
+            f"| {t['model']} | {path.stem.split('-', 3)[3]} | {t['sequential']:.0f} | {t['stacked']:.0f} "
+            f"| {t.get('same_gradients', '?')} |"
+        )
     print(f"\n### Time to a val-selected model ({tag})")
     every = [load(path) for path in sorted(a.out.glob(f"run-*-{tag}.json"))]
     for name, seed in sorted({(r["model"], r.get("seed", 0)) for r in every if r["model"] in a.models}):
         runs = [r for r in every if (r["model"], r.get("seed", 0)) == (name, seed)]
-        print(f"\n**{name}, seed {seed}**\n"
-              "\n| model | loss | precision | run epochs | patience | s/epoch | best epoch | stop epoch | val acc "
-              "| test acc | time (min) | x ref |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print(
+            f"\n**{name}, seed {seed}**\n"
+            "\n| model | loss | precision | run epochs | patience | s/epoch | best epoch | stop epoch | val acc "
+            "| test acc | time (min) | x ref |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        )
         refs = [r for r in runs if (r["loss"], r["precision"]) == ("reference", "fp32")]
         ref = max(refs, key=lambda r: r["epochs"], default=None)  # the reference recipe
         ref_time = sum(ref["seconds"]) if ref else float("nan")
@@ -322,19 +379,25 @@ def report(a, tag: str) -> None:
                 if not full and (p is None or p > a.stop_patience):
                     continue  # the run stopped before it could tell
                 best, stop = after_patience(run["val"], p)
-                secs = sum(run["seconds"][:stop + 1])
+                secs = sum(run["seconds"][: stop + 1])
                 val, test = run["val"][best], run["test_at"][str(best)]
-                print(f"| {name} | {run['loss']} | {run['precision']} | {run['epochs']} | {p or 'off'} "
-                      f"| {med(run['seconds']):.1f} | {best} | {stop} | {val:.4f} | {test:.4f} | {secs / 60:.1f} "
-                      f"| {secs / ref_time:.3f} |")
+                print(
+                    f"| {name} | {run['loss']} | {run['precision']} | {run['epochs']} | {p or 'off'} "
+                    f"| {med(run['seconds']):.1f} | {best} | {stop} | {val:.4f} | {test:.4f} | {secs / 60:.1f} "
+                    f"| {secs / ref_time:.3f} |"
+                )
                 if val >= ref_val - 0.005 and secs <= ref_time / 6:
                     fast.append(f"{run['loss']}/{run['precision']}/patience {p}")
         if ref and ref_val <= ref["val"][0]:
-            print(f"\n{name}, seed {seed}: the {ref['epochs']}-epoch reference recipe never beat its first epoch "
-                  f"(val {ref_val:.4f}): it did not learn, so there is nothing to compare against\n")
+            print(
+                f"\n{name}, seed {seed}: the {ref['epochs']}-epoch reference recipe never beat its first epoch "
+                f"(val {ref_val:.4f}): it did not learn, so there is nothing to compare against\n"
+            )
         elif ref:
-            print(f"\n{name}, seed {seed}: val acc within 0.5 points of the {ref['epochs']}-epoch reference recipe's "
-                  f"({ref_val:.4f}) in at most 1/6 of its time ({ref_time / 60:.0f} min): {', '.join(fast) or 'none'}\n")
+            print(
+                f"\n{name}, seed {seed}: val acc within 0.5 points of the {ref['epochs']}-epoch reference recipe's "
+                f"({ref_val:.4f}) in at most 1/6 of its time ({ref_time / 60:.0f} min): {', '.join(fast) or 'none'}\n"
+            )
 
 
 if __name__ == "__main__":

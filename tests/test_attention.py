@@ -1,10 +1,12 @@
 """Attention maps: the shape geometry the demo measurement relies on, and the map's drawing."""
+
 import sys
 
 import numpy as np
-
 from conftest import REPO
-from extract import demo, media
+
+from avcache import media
+from avcache.datasets import demo
 
 sys.path.insert(0, str(REPO / "bench"))
 from attention_on_shape import shape_cells  # noqa: E402
@@ -32,7 +34,8 @@ def test_shape_cells_cover_the_drawn_shape_and_little_else(tiny_demo):
 
 
 def test_overlay_shows_attention_above_uniform_only():
-    from evaluate.attention import overlay
+    from avcache.localization.attention import overlay
+
     img = np.full((70, 70, 3), 100, np.uint8)
     alpha = np.zeros(49)
     alpha[24] = 1.0  # the centre cell
@@ -51,21 +54,39 @@ def test_a_trained_av_att_looks_at_the_shape_on_the_demo(tmp_path):
     one seed) it measured 87 % against 30 % (2.9x), 98 % of 60 event seconds above uniform;
     the floor is 1.4x uniform and 80 % of event seconds."""
     from attention_on_shape import measure
-    from avcache.dataset import write_dataset
-    from extract import run
-    from extract.dataset import load_ave
-    from train.train import Recipe, train
+
+    from avcache.contract.dataset import write_dataset
+    from avcache.datasets.stage import load_ave
+    from avcache.extraction import stage as run
+    from avcache.localization.train import Recipe, train
+
     cfg = dict(videos=60, classes=2, seed=1, distractor_prob=0.6, width=160, height=120)
     demo.generate(tmp_path / "demo", **cfg, fps=4, progress=False)
     ds = load_ave(tmp_path / "demo")
     ds.videos = str(tmp_path / "demo" / "AVE")
     write_dataset(ds, tmp_path / "dataset.h5")
     audio = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "a.h5", progress=False)
-    visual = run.run("visual", "efficientnet", {"frames_per_second": 1, "reduction": {"method": "mean", "dim": 128}},
-                     ds, ds.videos, tmp_path / "v.h5", progress=False)
+    visual = run.run(
+        "visual",
+        "efficientnet",
+        {"frames_per_second": 1, "reduction": {"method": "mean", "dim": 128}},
+        ds,
+        ds.videos,
+        tmp_path / "v.h5",
+        progress=False,
+    )
     recipe = Recipe(epochs=30, batch_size=8, seeds=[0], device="cpu")
-    train("av_att", {"hidden_dim": 128, "hidden_size": 64}, recipe, tmp_path / "dataset.h5", audio, visual,
-          tmp_path / "models", None, progress=False)
+    train(
+        "av_att",
+        {"hidden_dim": 128, "hidden_size": 64},
+        recipe,
+        tmp_path / "dataset.h5",
+        audio,
+        visual,
+        tmp_path / "models",
+        None,
+        progress=False,
+    )
     m = measure(tmp_path / "dataset.h5", audio, visual, tmp_path / "models", cfg)
     print(m)
     assert m["event"]["seconds"] >= 20

@@ -1,9 +1,9 @@
 """The training benchmark's own logic (bench/train_speed.py): its data and its patience arithmetic."""
+
 import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from avcache.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
-from avcache.dataset import Dataset
+from avcache.contract.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
+from avcache.contract.dataset import Dataset
 
 
 def _ds(ids):
@@ -19,7 +19,9 @@ def _write(path, ids, rows, prov=None):
 
 def test_round_trip_with_provenance_and_state(tmp_path):
     rows = np.random.default_rng(0).normal(size=(3, 10, 7, 7, 3)).astype(np.float32)
-    _write(tmp_path / "c.h5", ["v1", "v2", "v3"], rows, {"extractor": "x", "layer": "l", "reduction": {"method": "pca"}})
+    _write(
+        tmp_path / "c.h5", ["v1", "v2", "v3"], rows, {"extractor": "x", "layer": "l", "reduction": {"method": "pca"}}
+    )
     assert np.array_equal(read_features(tmp_path / "c.h5", _ds(["v1", "v2", "v3"])), rows)
     assert read_provenance(tmp_path / "c.h5")["reduction"] == {"method": "pca"}
     with h5py.File(tmp_path / "c.h5") as f:
@@ -61,6 +63,7 @@ def test_reader_refuses_incomplete_file(tmp_path):
 def test_same_content_gives_identical_bytes(tmp_path):
     """No HDF5 timestamps: DVC sees an unchanged cache when the features are unchanged."""
     import time
+
     rows = np.arange(2 * 10 * 4, dtype=np.float32).reshape(2, 10, 4)
     _write(tmp_path / "a.h5", ["v1", "v2"], rows)
     time.sleep(1.1)
@@ -68,17 +71,20 @@ def test_same_content_gives_identical_bytes(tmp_path):
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
 
-@pytest.mark.parametrize("dtype, compression", [("float16", "none"), ("float32", "gzip"), ("float32", "lzf"),
-                                                ("float16", "gzip")])
+@pytest.mark.parametrize(
+    "dtype, compression", [("float16", "none"), ("float32", "gzip"), ("float32", "lzf"), ("float16", "gzip")]
+)
 def test_compact_storage_reads_back_float32_and_is_smaller(tmp_path, dtype, compression):
-    from avcache.cache import Storage
+    from avcache.contract.cache import Storage
+
     rng = np.random.default_rng(0)
     rows = (rng.normal(size=(40, 10, 4, 4, 16)) * rng.random((1, 1, 1, 1, 16))).astype(np.float32)
     rows[:, :, :, :, 8:] = 0.25  # a constant channel compresses; random ones hardly do
     ids = [f"v{i}" for i in range(40)]
     _write(tmp_path / "plain.h5", ids, rows)
-    with CacheWriter(tmp_path / "c.h5", ids, rows.shape[1:], {"extractor": "x"},
-                     Storage(dtype=dtype, compression=compression)) as w:
+    with CacheWriter(
+        tmp_path / "c.h5", ids, rows.shape[1:], {"extractor": "x"}, Storage(dtype=dtype, compression=compression)
+    ) as w:
         for i, r in enumerate(rows):
             w.write(i, r)
     back = read_features(tmp_path / "c.h5", _ds(ids))
@@ -88,14 +94,14 @@ def test_compact_storage_reads_back_float32_and_is_smaller(tmp_path, dtype, comp
     else:
         assert np.allclose(back, rows, rtol=1e-3, atol=1e-4) and not np.array_equal(back, rows)
     assert (tmp_path / "c.h5").stat().st_size < 0.75 * (tmp_path / "plain.h5").stat().st_size
-    assert read_provenance(tmp_path / "c.h5")["storage"] == {"dtype": dtype, "compression": compression,
-                                                            "level": 4}
+    assert read_provenance(tmp_path / "c.h5")["storage"] == {"dtype": dtype, "compression": compression, "level": 4}
     with h5py.File(tmp_path / "c.h5") as f:
         assert f["features"].dtype == np.dtype(dtype) and f["features"].chunks[1:] == rows.shape[1:]
 
 
 def test_float16_refuses_values_it_cannot_hold(tmp_path):
-    from avcache.cache import Storage
+    from avcache.contract.cache import Storage
+
     rows = np.ones((2, 10, 3), np.float32)
     rows[1, 4, 2] = 1e5
     with pytest.raises(CacheError, match=r"row 1 has values up to 1e\+05, beyond float16's 65504; store"):
@@ -107,7 +113,8 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path):
 
 def test_float16_is_rounded_to_nearest_not_by_hdf5(tmp_path):
     """HDF5's float32 -> float16 conversion turns some values near a power of two into half of them."""
-    from avcache.cache import Storage
+    from avcache.contract.cache import Storage
+
     x = np.random.default_rng(0).normal(size=(1, 10, 6400)).astype(np.float32)
     with CacheWriter(tmp_path / "c.h5", ["a"], x.shape[1:], {}, Storage(dtype="float16")) as w:
         w.write(0, x[0])

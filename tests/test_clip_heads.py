@@ -1,13 +1,14 @@
 """Heads on clip caches and the fold protocol: no leakage, fitted per fold, real learning."""
+
 import json
 
 import numpy as np
 import pytest
 
-from avcache.cache import CacheWriter
-from avcache.dataset import Dataset, write_dataset
-from evaluate.clips import evaluate_clips
-from train import clips
+from avcache.classification import heads as clips
+from avcache.classification.evaluate import evaluate_clips
+from avcache.contract.cache import CacheWriter
+from avcache.contract.dataset import Dataset, write_dataset
 
 
 def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0):
@@ -26,13 +27,22 @@ def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0):
     visual = rng.normal(0, 1, (n, 4, 2, 2, 5)).astype(np.float32)
     for i in range(n):
         for k in np.flatnonzero(labels[i]):
-            audio[i, :seconds[i], k] += 1.5
-            visual[i, :seconds[i], 0, 1, k] += 3
-        audio[i, seconds[i]:] = visual[i, seconds[i]:] = 0  # past the clip: nothing
+            audio[i, : seconds[i], k] += 1.5
+            visual[i, : seconds[i], 0, 1, k] += 3
+        audio[i, seconds[i] :] = visual[i, seconds[i] :] = 0  # past the clip: nothing
     ids = [f"clips/c{i:03d}.mp4" for i in range(n)]
-    ds = Dataset(ids, [f"class{k}" for k in range(classes)], labels, np.full(n, -1, np.int8), kind="clips",
-                 paths=ids, seconds=seconds, folds=np.repeat(src_fold, 3), groups=[f"s{i // 3}" for i in range(n)],
-                 multi_label=multi_label)
+    ds = Dataset(
+        ids,
+        [f"class{k}" for k in range(classes)],
+        labels,
+        np.full(n, -1, np.int8),
+        kind="clips",
+        paths=ids,
+        seconds=seconds,
+        folds=np.repeat(src_fold, 3),
+        groups=[f"s{i // 3}" for i in range(n)],
+        multi_label=multi_label,
+    )
     write_dataset(ds, root / "dataset.h5")
     for name, x in (("a", audio), ("v", visual)):
         with CacheWriter(root / f"{name}.h5", ids, x.shape[1:], {"name": name}) as w:
@@ -76,18 +86,36 @@ def test_standardisation_and_pca_see_only_the_folds_training_clips(tmp_path):
     assert np.allclose(x[p.train][mask[p.train]].mean(0), t.mean)  # valid seconds only
 
 
-@pytest.mark.parametrize("head, options", [("linear", {}), ("mlp", {"hidden": 32, "max_epochs": 60}),
-                                           ("temporal", {"hidden": 16, "max_epochs": 60})])
+@pytest.mark.parametrize(
+    "head, options",
+    [("linear", {}), ("mlp", {"hidden": 32, "max_epochs": 60}), ("temporal", {"hidden": 16, "max_epochs": 60})],
+)
 def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
     ds = clip_project(tmp_path)
-    info = clips.train_clips(head, clips.check_options(head, {**options, "inputs": "both"}), [0, 1], ds,
-                             tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "models", progress=False)
+    info = clips.train_clips(
+        head,
+        clips.check_options(head, {**options, "inputs": "both"}),
+        [0, 1],
+        ds,
+        tmp_path / "a.h5",
+        tmp_path / "v.h5",
+        tmp_path / "models",
+        progress=False,
+    )
     assert {r["test_fold"] for r in info["runs"]} == {1, 2, 3, 4, 5} and len(info["runs"]) == 10
     m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
     assert m["test"]["acc"] > 0.8 and set(m["per_fold"]) == {"1", "2", "3", "4", "5"}  # chance: 1/3
     assert {"acc", "acc_std", "macro_f1", "auc_macro_ovr"} <= set(m["test"])
-    again = clips.train_clips(head, clips.check_options(head, {**options, "inputs": "both"}), [0, 1], ds,
-                              tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "models2", progress=False)
+    again = clips.train_clips(
+        head,
+        clips.check_options(head, {**options, "inputs": "both"}),
+        [0, 1],
+        ds,
+        tmp_path / "a.h5",
+        tmp_path / "v.h5",
+        tmp_path / "models2",
+        progress=False,
+    )
     assert again["runs"] == info["runs"]
     a, b = (np.load(tmp_path / d / "clips.npz")["test_probs"] for d in ("models", "models2"))
     assert np.array_equal(a, b)  # deterministic
@@ -99,8 +127,16 @@ def test_each_modality_alone_and_both(tmp_path):
     ds = clip_project(tmp_path)
     acc = {}
     for inputs in ("audio", "visual"):
-        clips.train_clips("linear", {"inputs": inputs}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5",
-                          tmp_path / inputs, progress=False)
+        clips.train_clips(
+            "linear",
+            {"inputs": inputs},
+            [0],
+            ds,
+            tmp_path / "a.h5",
+            tmp_path / "v.h5",
+            tmp_path / inputs,
+            progress=False,
+        )
         acc[inputs] = evaluate_clips(tmp_path / "dataset.h5", tmp_path / inputs, tmp_path / f"r{inputs}")["test"]["acc"]
     assert min(acc.values()) > 0.6
     info = json.loads((tmp_path / "visual/training.json").read_text())
@@ -109,8 +145,16 @@ def test_each_modality_alone_and_both(tmp_path):
 
 def test_multi_label_reports_map(tmp_path):
     ds = clip_project(tmp_path, multi_label=True)
-    clips.train_clips("mlp", {"hidden": 32, "max_epochs": 60}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5",
-                      tmp_path / "models", progress=False)
+    clips.train_clips(
+        "mlp",
+        {"hidden": 32, "max_epochs": 60},
+        [0],
+        ds,
+        tmp_path / "a.h5",
+        tmp_path / "v.h5",
+        tmp_path / "models",
+        progress=False,
+    )
     m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
     assert m["test"]["map"] > 0.7 and "acc" not in m["test"]
 

@@ -1,10 +1,11 @@
 """Clip datasets read in their published layouts: classes, folds, sources, lengths, errors."""
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from avcache.dataset import DatasetError, read_dataset, write_dataset
-from extract.clips import load_clips
+from avcache.contract.dataset import DatasetError, read_dataset, write_dataset
+from avcache.datasets.clips import load_clips
 
 
 def wav(path, seconds, sr=8000):
@@ -23,9 +24,13 @@ def esc50(root, rows):
     return root
 
 
-ESC = [("1-100-A-0.wav", 1, 0, "dog", "100"), ("1-100-B-0.wav", 1, 0, "dog", "100"),
-       ("2-200-A-1.wav", 2, 1, "rooster", "200"), ("3-300-A-0.wav", 3, 0, "dog", "300"),
-       ("3-301-A-2.wav", 3, 2, "pig", "301")]
+ESC = [
+    ("1-100-A-0.wav", 1, 0, "dog", "100"),
+    ("1-100-B-0.wav", 1, 0, "dog", "100"),
+    ("2-200-A-1.wav", 2, 1, "rooster", "200"),
+    ("3-300-A-0.wav", 3, 0, "dog", "300"),
+    ("3-301-A-2.wav", 3, 2, "pig", "301"),
+]
 
 
 def test_esc50_classes_folds_sources_and_lengths(tmp_path):
@@ -41,12 +46,20 @@ def test_esc50_classes_folds_sources_and_lengths(tmp_path):
     assert back.max_seconds == 5 and not back.multi_label
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([("a.wav", 1, 0, "dog", "1"), ("b.wav", 2, 0, "cat", "2")], r"esc50.csv:3: target 0 is 'cat' here but 'dog' before"),
-    ([("a.wav", 1, 0, "dog", "1"), ("b.wav", 2, 0, "dog", "1")],
-     r"esc50.csv:3: source '1' is in fold 2 here and in fold 1 at .*esc50.csv:2: clips of one source must stay"),
-    ([("a.wav", "x", 0, "dog", "1")], r"esc50.csv:2: fold must be a whole number, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [("a.wav", 1, 0, "dog", "1"), ("b.wav", 2, 0, "cat", "2")],
+            r"esc50.csv:3: target 0 is 'cat' here but 'dog' before",
+        ),
+        (
+            [("a.wav", 1, 0, "dog", "1"), ("b.wav", 2, 0, "dog", "1")],
+            r"esc50.csv:3: source '1' is in fold 2 here and in fold 1 at .*esc50.csv:2: clips of one source must stay",
+        ),
+        ([("a.wav", "x", 0, "dog", "1")], r"esc50.csv:2: fold must be a whole number, got 'x'"),
+    ],
+)
 def test_esc50_errors_name_file_and_line(tmp_path, rows, message):
     with pytest.raises(DatasetError, match=message):
         load_clips(esc50(tmp_path / "e", rows), "esc50")
@@ -55,9 +68,11 @@ def test_esc50_errors_name_file_and_line(tmp_path, rows, message):
 def test_urbansound8k_reads_fold_folders_and_real_lengths(tmp_path):
     root = tmp_path / "UrbanSound8K"
     (root / "metadata").mkdir(parents=True)
-    rows = [("100-0-0-0.wav", "100", 0.0, 4.0, 1, 0, "air_conditioner"),
-            ("200-3-0-1.wav", "200", 1.5, 2.74, 2, 3, "dog_bark"),
-            ("200-3-0-2.wav", "200", 3.0, 3.4, 2, 3, "dog_bark")]
+    rows = [
+        ("100-0-0-0.wav", "100", 0.0, 4.0, 1, 0, "air_conditioner"),
+        ("200-3-0-1.wav", "200", 1.5, 2.74, 2, 3, "dog_bark"),
+        ("200-3-0-2.wav", "200", 3.0, 3.4, 2, 3, "dog_bark"),
+    ]
     lines = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
     for name, fs, a, b, fold, cid, cls in rows:
         lines.append(f"{name},{fs},{a},{b},1,{fold},{cid},{cls}")
@@ -71,9 +86,11 @@ def test_urbansound8k_reads_fold_folders_and_real_lengths(tmp_path):
 
 def scenes(root, kind):
     """A tiny TUT 2017 (4 folds, tab files without headers) or DCASE 2021 (tab csv with headers)."""
-    files = [(f"audio/{loc}_{k}.wav", scene, loc) for loc, scene in (("a001", "park"), ("a002", "bus"),
-                                                                      ("a003", "park"), ("a004", "home"))
-             for k in range(2)]
+    files = [
+        (f"audio/{loc}_{k}.wav", scene, loc)
+        for loc, scene in (("a001", "park"), ("a002", "bus"), ("a003", "park"), ("a004", "home"))
+        for k in range(2)
+    ]
     for f, _, _ in files:
         wav(root / f, 10)
     setup = root / "evaluation_setup"
@@ -83,11 +100,14 @@ def scenes(root, kind):
         for k in range(1, 5):
             test = [x for x in files if x[2] == f"a00{k}"]
             (setup / f"fold{k}_evaluate.txt").write_text("".join(f"{f}\t{s}\n" for f, s, _ in test))
-            (setup / f"fold{k}_train.txt").write_text("".join(f"{f}\t{s}\n" for f, s, _ in files
-                                                              if (f, s, _) not in test))
+            (setup / f"fold{k}_train.txt").write_text(
+                "".join(f"{f}\t{s}\n" for f, s, _ in files if (f, s, _) not in test)
+            )
     else:
-        (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" +
-                                       "".join(f"{f}\t{s}\t{loc}\ta\n" for f, s, loc in files))
+        (root / "meta.csv").write_text(
+            "filename\tscene_label\tidentifier\tsource_label\n"
+            + "".join(f"{f}\t{s}\t{loc}\ta\n" for f, s, loc in files)
+        )
         head = "filename\tscene_label\n"
         (setup / "fold1_evaluate.csv").write_text(head + "".join(f"{f}\t{s}\n" for f, s, loc in files if loc == "a004"))
         (setup / "fold1_train.csv").write_text(head + "".join(f"{f}\t{s}\n" for f, s, loc in files if loc < "a003"))
@@ -104,7 +124,9 @@ def test_tut2017_refuses_a_file_trained_and_evaluated_in_one_fold(tmp_path):
     root = scenes(tmp_path / "tut", "tut2017")
     with open(root / "evaluation_setup/fold1_train.txt", "a") as f:
         f.write("audio/a001_0.wav\tpark\n")
-    with pytest.raises(DatasetError, match=r"fold1_train.txt:7: audio/a001_0.wav is in fold 1's train list and its evaluate"):
+    with pytest.raises(
+        DatasetError, match=r"fold1_train.txt:7: audio/a001_0.wav is in fold 1's train list and its evaluate"
+    ):
         load_clips(root, "tut2017")
 
 
@@ -115,8 +137,13 @@ def test_dcase2021_train_evaluate_and_unused(tmp_path):
 
 def test_csv_multi_label_default_folds_by_source(tmp_path):
     root = tmp_path / "mine"
-    rows = [("x/a.wav", "speech;music", "s1"), ("x/b.wav", "speech", "s1"), ("x/c.wav", "music", "s2"),
-            ("x/d.wav", "noise", "s3"), ("x/e.wav", "noise", "s4")]
+    rows = [
+        ("x/a.wav", "speech;music", "s1"),
+        ("x/b.wav", "speech", "s1"),
+        ("x/c.wav", "music", "s2"),
+        ("x/d.wav", "noise", "s3"),
+        ("x/e.wav", "noise", "s4"),
+    ]
     for f, _, _ in rows:
         wav(root / f, 2.5)
     (root / "clips.csv").write_text("path,label,group\n" + "".join(f"{f},{lab},{g}\n" for f, lab, g in rows))
@@ -140,7 +167,8 @@ def test_csv_errors(tmp_path):
 
 
 def test_the_clip_demo_is_a_csv_dataset_with_sources_in_one_fold(tmp_path):
-    from extract import demo
+    from avcache.datasets import demo
+
     planned = demo.generate_clips(tmp_path / "cd", clips=12, classes=3, per_source=3, progress=False)
     ds = load_clips(tmp_path / "cd", "csv")
     assert ds.seconds.tolist() == [c.end for c in planned]  # lengths read back from the files

@@ -1,16 +1,40 @@
 import numpy as np
 import pytest
-
 from conftest import AVE
-from avcache.dataset import SPLITS, DatasetError, read_dataset, write_dataset
-from extract.dataset import load_ave, parse_annotations
 
-AVE_CLASSES = ["Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
-               "Race car, auto racing", "Female speech, woman speaking", "Helicopter",
-               "Violin, fiddle", "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar",
-               "Motorcycle", "Acoustic guitar", "Train horn", "Clock", "Banjo", "Goat",
-               "Baby cry, infant cry", "Bus", "Chainsaw", "Cat", "Horse", "Toilet flush",
-               "Rodents, rats, mice", "Accordion", "Mandolin"]
+from avcache.contract.dataset import SPLITS, DatasetError, read_dataset, write_dataset
+from avcache.datasets.stage import load_ave, parse_annotations
+
+AVE_CLASSES = [
+    "Church bell",
+    "Male speech, man speaking",
+    "Bark",
+    "Fixed-wing aircraft, airplane",
+    "Race car, auto racing",
+    "Female speech, woman speaking",
+    "Helicopter",
+    "Violin, fiddle",
+    "Flute",
+    "Ukulele",
+    "Frying (food)",
+    "Truck",
+    "Shofar",
+    "Motorcycle",
+    "Acoustic guitar",
+    "Train horn",
+    "Clock",
+    "Banjo",
+    "Goat",
+    "Baby cry, infant cry",
+    "Bus",
+    "Chainsaw",
+    "Cat",
+    "Horse",
+    "Toilet flush",
+    "Rodents, rats, mice",
+    "Accordion",
+    "Mandolin",
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +92,14 @@ def test_header_line_is_accepted(tmp_path):
     assert ds.labels[0].argmax(-1).tolist() == [0, 0, 0] + [2] * 7
 
 
-@pytest.mark.parametrize("header", ["Category&VideoID&Quality&StartSec&EndSec",  # as the README shows it
-                                    "class & youtube_id & quality & start & end", "a&b&c&d&e"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Category&VideoID&Quality&StartSec&EndSec",  # as the README shows it
+        "class & youtube_id & quality & start & end",
+        "a&b&c&d&e",
+    ],
+)
 def test_any_header_line_is_recognised_by_its_shape(tmp_path, header):
     ds = load_ave(_write(tmp_path / "d", f"{header}\nBark&a&good&0&3\n", train=f"{header}\nBark&a&good&0&3\n"))
     assert ds.video_ids == ["a"] and ds.split.tolist() == [0]
@@ -85,13 +115,20 @@ def test_the_stage_prints_a_dataset_error_as_one_line_without_traceback(tmp_path
     import sys
 
     from conftest import REPO
+
     _write(tmp_path / "d", "Category&VideoID&Quality&StartSec&EndSec\nBark&a&good&0&3\nBark&b&good&zero&3\n")
     (tmp_path / "params.yaml").write_text(f"dataset: {{root: {tmp_path / 'd'}, videos: {tmp_path / 'd'}}}\n")
-    p = subprocess.run([sys.executable, "-m", "extract.dataset", "--out", "ds.h5"], cwd=tmp_path, capture_output=True, text=True,
-                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    p = subprocess.run(
+        [sys.executable, "-m", "avcache", "dataset", "--out", "ds.h5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
-        f"dataset: {tmp_path / 'd' / 'Annotations.txt'}:3: start/end must be whole seconds, got 'zero', '3'"]
+        f"dataset: {tmp_path / 'd' / 'Annotations.txt'}:3: start/end must be whole seconds, got 'zero', '3'"
+    ]
 
 
 def test_one_video_with_two_classes_gives_two_rows(tmp_path):
@@ -101,15 +138,18 @@ def test_one_video_with_two_classes_gives_two_rows(tmp_path):
     assert ds.shared_across_splits() == ["a"]
 
 
-@pytest.mark.parametrize("ann, train, message", [
-    ("Bark&a&good&0\n", "", r"Annotations.txt:1: expected 5 fields"),
-    ("Bark&a&good&0&3\nBark&b&good&x&3\n", "", r"Annotations.txt:2: start/end must be whole seconds"),
-    ("Bark&a&good&5&3\n", "", r"Annotations.txt:1: need 0 <= start <= end <= 10"),
-    ("Bark&a&good&0&3\nBark&a&good&0&3\n", "", r"Annotations.txt:2: a \(Bark\) is annotated twice"),
-    ("Bark&a&good&0&3\n", "Cat&a&good&0&3\n", r"trainSet.txt:1: unknown class 'Cat'"),
-    ("Bark&a&good&0&3\n", "Bark&a&good&0&3\nBark&zz&good&0&3\n", r"trainSet.txt:2: video zz is not in"),
-    ("Bark&a&good&0&3\n", "Bark&a&good&0&4\n", r"trainSet.txt:1: a \(Bark,0,4\) disagrees"),
-])
+@pytest.mark.parametrize(
+    "ann, train, message",
+    [
+        ("Bark&a&good&0\n", "", r"Annotations.txt:1: expected 5 fields"),
+        ("Bark&a&good&0&3\nBark&b&good&x&3\n", "", r"Annotations.txt:2: start/end must be whole seconds"),
+        ("Bark&a&good&5&3\n", "", r"Annotations.txt:1: need 0 <= start <= end <= 10"),
+        ("Bark&a&good&0&3\nBark&a&good&0&3\n", "", r"Annotations.txt:2: a \(Bark\) is annotated twice"),
+        ("Bark&a&good&0&3\n", "Cat&a&good&0&3\n", r"trainSet.txt:1: unknown class 'Cat'"),
+        ("Bark&a&good&0&3\n", "Bark&a&good&0&3\nBark&zz&good&0&3\n", r"trainSet.txt:2: video zz is not in"),
+        ("Bark&a&good&0&3\n", "Bark&a&good&0&4\n", r"trainSet.txt:1: a \(Bark,0,4\) disagrees"),
+    ],
+)
 def test_bad_annotations_name_file_and_line(tmp_path, ann, train, message):
     with pytest.raises(DatasetError, match=message):
         load_ave(_write(tmp_path / "d", ann, train=train))

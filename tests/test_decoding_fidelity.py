@@ -1,18 +1,19 @@
 """Decoding as a user's own files need it: one clock for both streams, any container, real lengths,
 broken tails, display geometry, and the models' own downmix and resampling. Every file is made
 here with PyAV (or is a shared real clip)."""
+
 import warnings
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-
 from conftest import DOG
-from extract import media
-from extract.extractors.base import AudioExtractor, VisualExtractor
-from extract.media import MediaError, find_video, load_audio, load_frames
 from test_robustness import colour, dominant_hz, encode, remux
+
+from avcache import media
+from avcache.extraction.extractors.base import AudioExtractor, VisualExtractor
+from avcache.media import MediaError, find_video, load_audio, load_frames
 
 SR = 16000
 
@@ -35,7 +36,7 @@ def av_file(path, fmt, seconds=10.0, video_from=0.0, audio_from=0.0, gap=None, s
         x = (0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)).astype(np.float32)
         start = round((audio_from + shift) * SR)
         for k in range(0, len(x), 1024):
-            frame = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(x[None, k : k + 1024], format="flt", layout="mono")
             frame.sample_rate, frame.pts, frame.time_base = SR, start + k, Fraction(1, SR)
             for p in aus.encode(frame):
                 if not (gap and gap[0] <= float(p.pts * p.time_base) - shift < gap[1]):
@@ -91,15 +92,19 @@ def test_tone_and_colour_that_change_together_land_in_the_same_second(tmp_path, 
 def test_decoding_is_byte_identical_across_runs(tmp_path):
     path = av_file(tmp_path / "late.mov", "mov", audio_from=0.28, gap=(4.0, 5.0))
     for resampler in ("soxr_hq", "kaiser_best"):
-        assert load_audio(path, SR, resampler=resampler).samples.tobytes() == \
+        assert (
             load_audio(path, SR, resampler=resampler).samples.tobytes()
+            == load_audio(path, SR, resampler=resampler).samples.tobytes()
+        )
     assert load_frames(path, 4, (32, 24)).images.tobytes() == load_frames(path, 4, (32, 24)).images.tobytes()
 
 
 # --- 2. any container ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("ext, fmt", [(".mkv", "matroska"), (".mov", "mov"), (".MOV", "mov"),
-                                      (".avi", "avi"), (".3gp", "3gp")])
+
+@pytest.mark.parametrize(
+    "ext, fmt", [(".mkv", "matroska"), (".mov", "mov"), (".MOV", "mov"), (".avi", "avi"), (".3gp", "3gp")]
+)
 def test_a_video_is_found_whatever_its_container_and_lands_in_the_same_seconds(tmp_path, ext, fmt):
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -110,7 +115,7 @@ def test_a_video_is_found_whatever_its_container_and_lands_in_the_same_seconds(t
     a, f = load_audio(path, SR), load_frames(path, 2, (32, 24))
     assert a.file == f.file == str(path)
     for s in range(3):
-        assert abs(dominant_hz(a.samples[s * SR + 2000:(s + 1) * SR - 2000]) - (300 + 100 * s)) < 5
+        assert abs(dominant_hz(a.samples[s * SR + 2000 : (s + 1) * SR - 2000]) - (300 + 100 * s)) < 5
     for img, t in zip(f.images[:6], f.times):
         assert np.abs(img[12, 20].astype(int) - colour(int(t))).max() < 25, t
 
@@ -147,6 +152,7 @@ def test_two_files_for_one_id_are_refused_naming_both_and_none_names_folder_and_
 
 # --- 3. real lengths -----------------------------------------------------------------------
 
+
 def test_a_long_video_without_audio_records_its_real_length_and_the_trim(tmp_path):
     path = encode(tmp_path / "long.mp4", seconds=30, fps=5, size=(32, 24), audio=False)
     f = load_frames(path, 2, (16, 16))
@@ -168,7 +174,7 @@ def live_webm(path, seconds=30):
         out.mux(vs.encode(None))
         x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(seconds * 48000) / 48000)).astype(np.float32)
         for k in range(0, len(x), 960):
-            frame = av.AudioFrame.from_ndarray(x[None, k:k + 960], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(x[None, k : k + 960], format="flt", layout="mono")
             frame.sample_rate, frame.pts, frame.time_base = 48000, k, Fraction(1, 48000)
             out.mux(aus.encode(frame))
         out.mux(aus.encode(None))
@@ -190,6 +196,7 @@ def test_without_a_duration_header_the_stream_is_read_to_its_end_within_a_bound(
 
 # --- 4. broken tails -----------------------------------------------------------------------
 
+
 def test_a_file_cut_mid_packet_keeps_every_frame_that_decodes(tmp_path):
     """Frame-threaded H.264 loses the frames around the damaged packet without reporting it."""
     path = tmp_path / "whole.flv"
@@ -206,7 +213,7 @@ def test_a_file_cut_mid_packet_keeps_every_frame_that_decodes(tmp_path):
         packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
     pos, size = packets[-5]
     cut = tmp_path / "cut.flv"
-    cut.write_bytes(path.read_bytes()[:pos + size // 2])
+    cut.write_bytes(path.read_bytes()[: pos + size // 2])
     kept = []  # reference: single-threaded, every packet that decodes, the decoder flushed
     with av.open(str(cut)) as c:
         s = c.streams.video[0]
@@ -226,12 +233,13 @@ def test_a_file_cut_mid_packet_keeps_every_frame_that_decodes(tmp_path):
 
 # --- 6. display geometry -------------------------------------------------------------------
 
+
 def pal_disc(path):
     """PAL 704x576 with 16:11 pixels, showing a disc that is round on screen."""
     sar = Fraction(16, 11)
     yy, xx = np.mgrid[0:576, 0:704]
     img = np.zeros((576, 704, 3), np.uint8)
-    img[((xx - 352) * float(sar)) ** 2 + (yy - 288) ** 2 < 200 ** 2] = 255
+    img[((xx - 352) * float(sar)) ** 2 + (yy - 288) ** 2 < 200**2] = 255
     with av.open(str(path), "w") as out:
         vs = out.add_stream("mpeg4", rate=5, options={"qscale": "2"})
         vs.width, vs.height, vs.pix_fmt = 704, 576, "yuv420p"
@@ -254,11 +262,15 @@ def test_non_square_pixels_are_shown_at_display_aspect_and_recorded(tmp_path):
     f = load_frames(path, 1, (224, 224), duration=1)  # stretch: 1024x576 shown, squeezed to 224x224
     assert f.source_size == (704, 576) and f.display_size == (1024, 576)
     assert f.facts()["sample_aspect_ratio"] == pytest.approx(16 / 11)
-    assert f.facts()["display_width"] == 1024 and "pixels are not square (sample aspect ratio 16:11): stored 704x576, shown as 1024x576" in f.notes()
+    assert (
+        f.facts()["display_width"] == 1024
+        and "pixels are not square (sample aspect ratio 16:11): stored 704x576, shown as 1024x576" in f.notes()
+    )
     assert disc_aspect(f.images[0]) == pytest.approx(576 / 1024, rel=0.05)
 
     class KeepsAspect(VisualExtractor):  # an extractor that keeps the aspect sees a round disc
         image_size = (224, 224)
+
     for fit in ("pad", "crop"):
         KeepsAspect.fit = fit
         img = KeepsAspect(frames_per_second=1).decode(path).images[0]
@@ -279,7 +291,7 @@ def test_cover_art_is_not_a_video_stream(tmp_path):
         out.mux(pic.encode(frame))
         x = np.zeros((1, 44100), np.float32)
         for k in range(0, 44100, 1152):
-            frame = av.AudioFrame.from_ndarray(x[:, k:k + 1152], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(x[:, k : k + 1152], format="flt", layout="mono")
             frame.sample_rate, frame.pts, frame.time_base = 44100, k, Fraction(1, 44100)
             out.mux(aus.encode(frame))
         out.mux(aus.encode(None))
@@ -289,6 +301,7 @@ def test_cover_art_is_not_a_video_stream(tmp_path):
 
 
 # --- 7. downmix and resampling as the models' own tools do them -------------------------------
+
 
 def pcm_wav(path, planes, sr=SR):
     """16-bit PCM WAV of int16 ``planes`` [channels, n], exactly those samples."""
@@ -309,7 +322,7 @@ def test_stereo_with_two_identical_channels_gives_the_samples_of_its_mono_origin
     stereo = load_audio(pcm_wav(tmp_path / "stereo.wav", np.stack([x, x]), rate), SR)
     assert np.array_equal(stereo.samples, mono.samples) and stereo.source_channels == 2
     if rate == SR:
-        assert np.array_equal(mono.samples[:len(x)], x / np.float32(32768))
+        assert np.array_equal(mono.samples[: len(x)], x / np.float32(32768))
 
 
 def test_five_one_is_the_mean_of_all_six_channels(tmp_path):
@@ -317,7 +330,7 @@ def test_five_one_is_the_mean_of_all_six_channels(tmp_path):
     planes = np.stack([3000 * (c + 1) * np.sin(2 * np.pi * (200 + 150 * c) * t) for c in range(6)]).astype(np.int16)
     a = load_audio(pcm_wav(tmp_path / "51.wav", planes), SR)
     expected = (planes.astype(np.float64) / 32768).mean(0).astype(np.float32)
-    assert np.array_equal(a.samples[:len(t)], expected) and a.source_channels == 6
+    assert np.array_equal(a.samples[: len(t)], expected) and a.source_channels == 6
     assert "audio downmixed from 6 channels (mean of all channels)" in a.notes()
 
 
@@ -328,6 +341,7 @@ def dog_channels():
 
 def test_shared_stereo_clip_is_the_channel_mean_resampled_as_librosa_load_does():
     import librosa
+
     ch = dog_channels()
     assert ch.shape[0] == 2
     native = load_audio(DOG, 44100)
@@ -335,7 +349,7 @@ def test_shared_stereo_clip_is_the_channel_mean_resampled_as_librosa_load_does()
     assert np.abs(native.samples).max() <= np.abs(ch).max()
     a = load_audio(DOG, SR)  # musicnn's tools: librosa.load(sr=16000) = to_mono, then soxr_hq
     ref = librosa.resample(librosa.to_mono(ch), orig_sr=44100, target_sr=SR, res_type="soxr_hq")
-    assert np.abs(a.samples - ref[:10 * SR]).max() < 1e-6
+    assert np.abs(a.samples - ref[: 10 * SR]).max() < 1e-6
 
 
 def test_an_extractor_resamples_with_the_method_it_declares():
@@ -345,10 +359,11 @@ def test_an_extractor_resamples_with_the_method_it_declares():
 
     class VGGishLike(AudioExtractor):
         name, resampler = "vggish_like", "kaiser_best"
+
     ex = VGGishLike()
     a = ex.decode(DOG)
     ref = resampy.resample(dog_channels().astype(np.float64).mean(0), 44100, SR, filter="kaiser_best")
-    assert a.resampler == "kaiser_best" and np.abs(a.samples - ref[:10 * SR]).max() < 1e-6
+    assert a.resampler == "kaiser_best" and np.abs(a.samples - ref[: 10 * SR]).max() < 1e-6
     assert not np.allclose(a.samples, load_audio(DOG, SR).samples, atol=1e-4)  # not the soxr result
     assert ex.decoding()["resampler"] == "kaiser_best"
     ex.resampler = "sinc_fastest"
@@ -357,23 +372,36 @@ def test_an_extractor_resamples_with_the_method_it_declares():
 
 
 def test_extractors_declare_their_models_resamplers():
-    from extract import extractors
-    declared = {name: extractors.get(name).resampler for name in ("musicnn", "vggish", "yamnet", "openl3",
-                                                                  "wav2vec", "vq_wav2vec", "wav2vec2")}
-    assert declared == {"musicnn": "soxr_hq", "vggish": "kaiser_best", "yamnet": "kaiser_best",
-                        "openl3": "kaiser_best", "wav2vec": "soxr_hq", "vq_wav2vec": "soxr_hq",
-                        "wav2vec2": "soxr_hq"}
+    from avcache.extraction import extractors
+
+    declared = {
+        name: extractors.get(name).resampler
+        for name in ("musicnn", "vggish", "yamnet", "openl3", "wav2vec", "vq_wav2vec", "wav2vec2")
+    }
+    assert declared == {
+        "musicnn": "soxr_hq",
+        "vggish": "kaiser_best",
+        "yamnet": "kaiser_best",
+        "openl3": "kaiser_best",
+        "wav2vec": "soxr_hq",
+        "vq_wav2vec": "soxr_hq",
+        "wav2vec2": "soxr_hq",
+    }
 
 
 def test_a_missing_resampler_stops_the_extractor_before_any_video(monkeypatch):
-    from extract import extractors
-    from extract.extractors import WeightsNotFound
+    from avcache.extraction import extractors
+    from avcache.extraction.extractors import WeightsNotFound
 
     def no_resampy(module):
         if module == "resampy":
             raise ImportError("No module named 'resampy'")
         return __import__(module)
+
     monkeypatch.setattr(media, "_import", no_resampy)
-    with pytest.raises(WeightsNotFound, match=r"vggish: resampling with kaiser_best .* needs the `resampy` "
-                                              r"package .*requirements.lock"):
+    with pytest.raises(
+        WeightsNotFound,
+        match=r"vggish: resampling with kaiser_best .* needs the `resampy` "
+        r"package .*requirements.lock",
+    ):
         extractors.create("vggish", {"handle": "/nowhere"})

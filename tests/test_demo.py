@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from extract import demo, media
-from extract.dataset import load_ave
+from avcache import media
+from avcache.datasets import demo
+from avcache.datasets.stage import load_ave
 
 
 def test_demo_is_valid_ave_with_intended_labels(tiny_demo):
@@ -23,8 +24,10 @@ def test_demo_has_single_modality_distractors():
     clips = [demo.plan_clip(rng, f"v{k}", k % 6, 6, 0.6) for k in range(300)]
     vis_only = sum(((c.visual >= 0) & (c.audio < 0)).sum() for c in clips)
     aud_only = sum(((c.audio >= 0) & (c.visual < 0)).sum() for c in clips)
-    both_other = sum(((c.visual >= 0) & (c.visual == c.audio) & ((np.arange(10) < c.start) |
-                      (np.arange(10) >= c.end))).sum() for c in clips)
+    both_other = sum(
+        ((c.visual >= 0) & (c.visual == c.audio) & ((np.arange(10) < c.start) | (np.arange(10) >= c.end))).sum()
+        for c in clips
+    )
     assert vis_only > 100 and aud_only > 100 and both_other == 0
 
 
@@ -56,17 +59,26 @@ def test_demo_generation_is_byte_reproducible(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-@pytest.mark.parametrize("stage, params, message", [
-    ("demo", "demo: {out: d, videos: 4, clases: 3}", r"demo: params.yaml: demo: unknown key\(s\) \['clases'\]"),
-    ("demo", "demo: {out: d, videos: four}", r"demo: params.yaml: demo.videos must be int, got 'four'"),
-    ("demo", "demo: {videos: 4}", r"demo: params.yaml: demo: missing key\(s\) \['out'\]"),
-    ("demo", "demo: {out: d, split: [0.5, 0.6, 0.1]}", r"demo: demo.split must be three non-negative"),
-    ("dataset", "dataset: {root: d}", r"dataset: params.yaml: dataset: missing key\(s\) \['videos'\]"),
-    ("dataset", "dataset: {root: nowhere, videos: v}", r"dataset: nowhere/Annotations.txt: annotation file not found"),
-])
+@pytest.mark.parametrize(
+    "stage, params, message",
+    [
+        ("demo", "demo: {out: d, videos: 4, clases: 3}", r"demo: params.yaml: demo: unknown key\(s\) \['clases'\]"),
+        ("demo", "demo: {out: d, videos: four}", r"demo: params.yaml: demo.videos must be int, got 'four'"),
+        ("demo", "demo: {videos: 4}", r"demo: params.yaml: demo: missing key\(s\) \['out'\]"),
+        ("demo", "demo: {out: d, split: [0.5, 0.6, 0.1]}", r"demo: demo.split must be three non-negative"),
+        ("dataset", "dataset: {root: d}", r"dataset: params.yaml: dataset: missing key\(s\) \['videos'\]"),
+        (
+            "dataset",
+            "dataset: {root: nowhere, videos: v}",
+            r"dataset: nowhere/Annotations.txt: annotation file not found",
+        ),
+    ],
+)
 def test_bad_demo_and_dataset_params_name_the_key(tmp_path, monkeypatch, stage, params, message):
     import re
-    from extract import dataset
+
+    from avcache.datasets import stage as dataset
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(params + "\n")
     with pytest.raises(SystemExit) as e:

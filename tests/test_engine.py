@@ -1,24 +1,27 @@
 """Engines, devices and precision: the pipelined engine against the serial one, real decode
 worker processes, the device checks, and bf16 against fp32 on the shared clips."""
+
 import json
 
 import numpy as np
 import pytest
-
-from avcache.cache import read_provenance
-from avcache.params import ParamsError, from_params
 from conftest import BENTO, DOG
-from extract import engine, extractors, run
-from extract.extractors import DeviceError
-from extract.reduce import pool_seconds
 from test_robustness import make_dataset
+
+from avcache.contract.cache import read_provenance
+from avcache.contract.params import ParamsError, from_params
+from avcache.extraction import engine, extractors
+from avcache.extraction import stage as run
+from avcache.extraction.extractors import DeviceError
+from avcache.extraction.reduce import pool_seconds
 
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
 
 def add_duplicate(ds_root, vid):
     """List ``vid`` a second time under another class, as AVE does for a few videos."""
-    from extract.dataset import load_ave
+    from avcache.datasets.stage import load_ave
+
     line = f"Other&{vid}&good&0&10\n"
     for name in ("Annotations.txt", "trainSet.txt"):
         with open(ds_root / name, "a") as f:
@@ -34,17 +37,39 @@ def mixed(tiny_demo, tmp_path_factory):
     good_dir, _ = tiny_demo
     root = tmp_path_factory.mktemp("mixed") / "d"
     from test_robustness import encode
-    ds = make_dataset(root, good_dir, {"missing": lambda p: None, "empty": lambda p: p.write_bytes(b""),
-                                       "short": lambda p: encode(p, seconds=2)})
+
+    ds = make_dataset(
+        root,
+        good_dir,
+        {"missing": lambda p: None, "empty": lambda p: p.write_bytes(b""), "short": lambda p: encode(p, seconds=2)},
+    )
     return add_duplicate(root, ds.video_ids[2])
 
 
 def test_pipelined_engine_publishes_the_serial_engines_bytes(mixed, tmp_path):
     opts = {"frames_per_second": 2, "reduction": {"method": "pca", "dim": 8}}
-    serial = run.run("visual", "efficientnet", opts, mixed, mixed.videos, tmp_path / "s" / "e.h5",
-                     progress=False, device="cpu", decode_workers=0)
-    piped = run.run("visual", "efficientnet", opts, mixed, mixed.videos, tmp_path / "p" / "e.h5",
-                    progress=False, device="cpu", decode_workers=2)
+    serial = run.run(
+        "visual",
+        "efficientnet",
+        opts,
+        mixed,
+        mixed.videos,
+        tmp_path / "s" / "e.h5",
+        progress=False,
+        device="cpu",
+        decode_workers=0,
+    )
+    piped = run.run(
+        "visual",
+        "efficientnet",
+        opts,
+        mixed,
+        mixed.videos,
+        tmp_path / "p" / "e.h5",
+        progress=False,
+        device="cpu",
+        decode_workers=2,
+    )
     assert serial.read_bytes() == piped.read_bytes()
     report = (tmp_path / "s" / "e.report.json").read_text()
     assert report == (tmp_path / "p" / "e.report.json").read_text()
@@ -57,10 +82,12 @@ def test_pipelined_engine_publishes_the_serial_engines_bytes(mixed, tmp_path):
 
 def test_decode_workers_are_clean_processes_with_the_portable_kernels():
     import torch  # noqa: F401  the parent has the frameworks loaded; the workers must not
+
     pool = engine.decode_pool(1)
     try:
         assert pool.submit(engine.worker_modules).result() == []
         import os
+
         assert pool.submit(os.getenv, "ONEDNN_MAX_CPU_ISA").result() == "AVX2"
         kind, frames = pool.submit(engine.decode, _Fps1().decoder(), DOG).result()
         assert kind == "decoded" and frames.images.shape == (10, 224, 224, 3)
@@ -73,15 +100,18 @@ def test_decode_workers_are_clean_processes_with_the_portable_kernels():
 
 class _Fps1:
     """What a visual extractor's decoder needs, without loading a model."""
+
     frames_per_second, image_size, fit = 1, (224, 224), "stretch"
 
     def decoder(self):
-        from extract.extractors.base import VisualExtractor
+        from avcache.extraction.extractors.base import VisualExtractor
+
         return VisualExtractor.decoder(self)
 
 
 def test_a_crash_in_the_model_stops_naming_the_video_with_decode_workers(mixed, tmp_path, monkeypatch):
-    from extract.extractors.shared.efficientnet import EfficientNet
+    from avcache.extraction.extractors.efficientnet import EfficientNet
+
     real = EfficientNet.embed
 
     def embed(self, images):
@@ -89,12 +119,22 @@ def test_a_crash_in_the_model_stops_naming_the_video_with_decode_workers(mixed, 
         if embed.calls == 4:
             raise RuntimeError("CUDA error: an illegal memory access")
         return real(self, images)
+
     embed.calls = 0
     monkeypatch.setattr(EfficientNet, "embed", embed)
     vid = mixed.video_ids[3]
     with pytest.raises(run.StageError, match=rf"video {vid} \(.*{vid}.mp4\): RuntimeError: CUDA error"):
-        run.run("visual", "efficientnet", VISUAL, mixed, mixed.videos, tmp_path / "e.h5", progress=False,
-                device="cpu", decode_workers=2)
+        run.run(
+            "visual",
+            "efficientnet",
+            VISUAL,
+            mixed,
+            mixed.videos,
+            tmp_path / "e.h5",
+            progress=False,
+            device="cpu",
+            decode_workers=2,
+        )
     rows = sorted(int(p.stem) for p in tmp_path.glob(".e.work-*/rows/*.npz"))
     assert rows == [0, 1, 2, 9]  # the three before it, in order, and row 9 (video 2 listed again)
 
@@ -103,6 +143,7 @@ def test_one_thread_gives_the_bits_of_two():
     """oneDNN's single-thread kernels differ in the last bits (Lite0: up to 4e-5) from 2, 3 or 4
     threads, which agree; a 1-CPU Ray actor or a 1-core machine computes with 2 threads."""
     import torch
+
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -118,16 +159,19 @@ def test_one_thread_gives_the_bits_of_two():
 
 # --- devices and precision ---------------------------------------------------------------
 
+
 def test_extract_params_name_the_bad_key():
-    from extract.run import ExtractParams
+    from avcache.extraction.stage import ExtractParams
+
     p = from_params(ExtractParams, {"device": "cuda:1", "engine": "ray", "ray": {"workers": 2}}, "extract")
     assert p.ray.workers == 2 and p.ray.address is None
     with pytest.raises(ParamsError, match="extract.device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
         from_params(ExtractParams, {"device": "gpu"}, "extract")
     with pytest.raises(ParamsError, match="extract.precision must be 'fp32' | 'bf16' | 'fp16'"):
         from_params(ExtractParams, {"precision": "int8"}, "extract")
-    with pytest.raises(ParamsError, match="extract.decode_workers must be auto, 0 .serial. or a number of "
-                                          "processes, got 'many'"):
+    with pytest.raises(
+        ParamsError, match="extract.decode_workers must be auto, 0 .serial. or a number of processes, got 'many'"
+    ):
         from_params(ExtractParams, {"decode_workers": "many"}, "extract")
     assert from_params(ExtractParams, {}, "extract").decode_workers >= 1  # auto: at least one
     with pytest.raises(ParamsError, match=r"extract.ray: unknown key\(s\) \['adress'\]"):
@@ -136,16 +180,28 @@ def test_extract_params_name_the_bad_key():
 
 def cuda_present():
     import torch
+
     return torch.cuda.is_available()
 
 
 @pytest.mark.skipif("cuda_present()")
 @pytest.mark.parametrize("name, framework", [("efficientnet", "PyTorch"), ("musicnn", "TensorFlow")])
 def test_cuda_without_a_gpu_stops_with_what_to_do(name, framework, demo_ds, tmp_path):
-    with pytest.raises(DeviceError, match=rf"extract.device is 'cuda' but no CUDA device is visible to "
-                                          rf"{framework} .*set extract.device to cpu"):
-        run.run(extractors.get(name).modality, name, {}, demo_ds, demo_ds.videos, tmp_path / "x.h5",
-                progress=False, device="cuda")
+    with pytest.raises(
+        DeviceError,
+        match=rf"extract.device is 'cuda' but no CUDA device is visible to "
+        rf"{framework} .*set extract.device to cpu",
+    ):
+        run.run(
+            extractors.get(name).modality,
+            name,
+            {},
+            demo_ds,
+            demo_ds.videos,
+            tmp_path / "x.h5",
+            progress=False,
+            device="cuda",
+        )
     assert not list(tmp_path.iterdir())  # stopped before any work: nothing computed on the CPU
     with pytest.raises(DeviceError, match="'cuda:1' but no CUDA device"):
         extractors.create(name, {}, device="cuda:1")
@@ -153,8 +209,11 @@ def test_cuda_without_a_gpu_stops_with_what_to_do(name, framework, demo_ds, tmp_
 
 
 def test_graph_models_refuse_a_precision_they_cannot_compute_in():
-    with pytest.raises(DeviceError, match="musicnn: extract.precision 'bf16' is not available: musicnn's "
-                                          "TF1 graph is built in float32.*Set extract.precision: fp32"):
+    with pytest.raises(
+        DeviceError,
+        match="musicnn: extract.precision 'bf16' is not available: musicnn's "
+        "TF1 graph is built in float32.*Set extract.precision: fp32",
+    ):
         extractors.create("musicnn", {}, precision="bf16")
 
 
@@ -177,12 +236,14 @@ def test_bf16_features_stay_close_to_fp32_on_the_shared_clips():
 
 
 def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch, capsys):
-    from avcache.dataset import write_dataset
-    from extract import plan
+    from avcache.contract.dataset import write_dataset
+    from avcache.extraction import plan
+
     write_dataset(demo_ds, tmp_path / "dataset.h5")
     (tmp_path / "params.yaml").write_text(
         "visual: efficientnet\nextract: {device: cpu}\nextractors:\n  efficientnet:\n"
-        "    frames_per_second: 1\n    reduction: {method: pca, dim: 16}\n")
+        "    frames_per_second: 1\n    reduction: {method: pca, dim: 16}\n"
+    )
     monkeypatch.chdir(tmp_path)
     plan.main(["visual", "--dataset", "dataset.h5", "--time", "1"])
     out = capsys.readouterr().out
@@ -210,8 +271,10 @@ def _vgg19_bf16_cosine(weights: str) -> float:
     return _bf16_close_to_fp32("vgg19", {"weights": weights, "input_size": 64, "frames_per_second": 1}, x)[2]
 
 
-VGG19_BF16 = "import sys; sys.path.insert(0, 'tests'); from test_engine import _vgg19_bf16_cosine; " \
-             "print('min cosine', _vgg19_bf16_cosine(sys.argv[1]))"
+VGG19_BF16 = (
+    "import sys; sys.path.insert(0, 'tests'); from test_engine import _vgg19_bf16_cosine; "
+    "print('min cosine', _vgg19_bf16_cosine(sys.argv[1]))"
+)
 
 
 def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
@@ -225,22 +288,32 @@ def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
 
     import keras
     from conftest import save_tiny_wav2vec2
-    from extract.extractors import accel
+
+    from avcache import runtime
+
     rng = np.random.default_rng(0)
-    fp32, bf16, cos = _bf16_close_to_fp32("wav2vec2", {"model": save_tiny_wav2vec2(tmp_path / "w2v2")},
-                                          (0.1 * rng.standard_normal(16000)).astype(np.float32))
+    fp32, bf16, cos = _bf16_close_to_fp32(
+        "wav2vec2",
+        {"model": save_tiny_wav2vec2(tmp_path / "w2v2")},
+        (0.1 * rng.standard_normal(16000)).astype(np.float32),
+    )
     assert cos > 0.98 and bf16.net.dtype == fp32.net.dtype  # autocast: the weights stay fp32
     weights = tmp_path / "vgg19.weights.h5"
     keras.applications.VGG19(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
     try:
-        accel.check_tf_bf16_on_cpu()
+        runtime.check_tf_bf16_on_cpu()
     except DeviceError as e:
         assert "AVCACHE_KERNELS=native" in str(e) and os.environ.get("AVCACHE_KERNELS", "portable") == "portable"
         with pytest.raises(DeviceError, match="AVCACHE_KERNELS=native"):
             _vgg19_bf16_cosine(str(weights))
         env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")}
-        done = subprocess.run([sys.executable, "-c", VGG19_BF16, str(weights)], capture_output=True, text=True,
-                              env={**env, "AVCACHE_KERNELS": "native"}, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", VGG19_BF16, str(weights)],
+            capture_output=True,
+            text=True,
+            env={**env, "AVCACHE_KERNELS": "native"},
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         cos = float(done.stdout.split("min cosine")[-1])
     else:

@@ -1,5 +1,6 @@
 """The Ray engine on a real local Ray instance (no mocks): the same bytes as the local engine,
 a worker process killed with SIGKILL mid-run, failures reported as they are locally."""
+
 import json
 import os
 import signal
@@ -9,9 +10,9 @@ import time
 
 import psutil
 import pytest
-
-from extract import run
 from test_engine import mixed  # noqa: F401  (the fixture)
+
+from avcache.extraction import stage as run
 
 ray = pytest.importorskip("ray", reason="the `ray` extra is not installed (requirements-extras.lock)")
 
@@ -22,7 +23,8 @@ RAY = {"cpus_per_worker": 1, "decode_workers": 1}  # two actors on a 2-core mach
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the module, started as the stage starts it; always shut down."""
-    from extract import engine_ray
+    from avcache.extraction import engine_ray
+
     engine_ray.connect(None)
     try:
         yield ray
@@ -43,10 +45,29 @@ def actor_processes():
 
 
 def test_ray_engine_publishes_the_local_engines_bytes(local_ray, demo_ds, tmp_path):
-    local = run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "l" / "e.h5",
-                    progress=False, device="cpu", decode_workers=2)
-    remote = run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "r" / "e.h5",
-                     progress=False, device="cpu", engine="ray", ray=RAY)
+    local = run.run(
+        "visual",
+        "efficientnet",
+        VISUAL,
+        demo_ds,
+        demo_ds.videos,
+        tmp_path / "l" / "e.h5",
+        progress=False,
+        device="cpu",
+        decode_workers=2,
+    )
+    remote = run.run(
+        "visual",
+        "efficientnet",
+        VISUAL,
+        demo_ds,
+        demo_ds.videos,
+        tmp_path / "r" / "e.h5",
+        progress=False,
+        device="cpu",
+        engine="ray",
+        ray=RAY,
+    )
     assert local.read_bytes() == remote.read_bytes()
     assert (tmp_path / "l/e.report.json").read_bytes() == (tmp_path / "r/e.report.json").read_bytes()
     assert not list((tmp_path / "r").glob(".e.work-*"))
@@ -56,13 +77,32 @@ def test_ray_engine_publishes_the_local_engines_bytes(local_ray, demo_ds, tmp_pa
     assert not actor_processes()  # the stage's actors are gone with it
 
 
-def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path):
+def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path):  # noqa: F811
     """Missing and empty files fail on the actors exactly as in this process; the duplicate
     listing is copied by the driver; report and cache are the local engine's."""
-    local = run.run("visual", "efficientnet", VISUAL, mixed, mixed.videos, tmp_path / "l" / "e.h5",
-                    progress=False, device="cpu", decode_workers=0)
-    remote = run.run("visual", "efficientnet", VISUAL, mixed, mixed.videos, tmp_path / "r" / "e.h5",
-                     progress=False, device="cpu", engine="ray", ray=RAY)
+    local = run.run(
+        "visual",
+        "efficientnet",
+        VISUAL,
+        mixed,
+        mixed.videos,
+        tmp_path / "l" / "e.h5",
+        progress=False,
+        device="cpu",
+        decode_workers=0,
+    )
+    remote = run.run(
+        "visual",
+        "efficientnet",
+        VISUAL,
+        mixed,
+        mixed.videos,
+        tmp_path / "r" / "e.h5",
+        progress=False,
+        device="cpu",
+        engine="ray",
+        ray=RAY,
+    )
     report = (tmp_path / "r/e.report.json").read_text()
     assert report == (tmp_path / "l/e.report.json").read_text()
     assert {f["video"] for f in json.loads(report)["failed"]} == {"missing", "empty"}
@@ -71,23 +111,44 @@ def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path)
 
 def test_a_worker_killed_with_sigkill_loses_and_duplicates_no_row(local_ray, demo_ds, tmp_path, monkeypatch):
     opts = {"reduction": {"method": "none"}}
-    reference = run.run("audio", "musicnn", opts, demo_ds, demo_ds.videos, tmp_path / "l" / "m.h5",
-                        progress=False, device="cpu", decode_workers=0)
+    reference = run.run(
+        "audio",
+        "musicnn",
+        opts,
+        demo_ds,
+        demo_ds.videos,
+        tmp_path / "l" / "m.h5",
+        progress=False,
+        device="cpu",
+        decode_workers=0,
+    )
     writes = []
     put = run.WorkStore.put
 
     def counted(self, i, *args):  # the real write, counted: every row must be written once
         writes.append(i)
         return put(self, i, *args)
+
     monkeypatch.setattr(run.WorkStore, "put", counted)
     out, errors = tmp_path / "r" / "m.h5", []
 
     def stage():
         try:
-            run.run("audio", "musicnn", opts, demo_ds, demo_ds.videos, out, progress=False, device="cpu",
-                    engine="ray", ray={**RAY, "cpus_per_worker": 2})
+            run.run(
+                "audio",
+                "musicnn",
+                opts,
+                demo_ds,
+                demo_ds.videos,
+                out,
+                progress=False,
+                device="cpu",
+                engine="ray",
+                ray={**RAY, "cpus_per_worker": 2},
+            )
         except BaseException as e:
             errors.append(e)
+
     thread = threading.Thread(target=stage)
     thread.start()
     deadline = time.time() + 300
@@ -107,18 +168,41 @@ def test_a_worker_killed_with_sigkill_loses_and_duplicates_no_row(local_ray, dem
 
 def test_missing_ray_is_named_with_the_extra(monkeypatch, demo_ds, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
-    with pytest.raises(RuntimeError, match=r"Ray is not installed .*Install the `ray` extra: .*"
-                                           r"requirements-extras.lock.*ray==2.60.0"):
-        run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5",
-                progress=False, engine="ray")
+    with pytest.raises(
+        RuntimeError,
+        match=r"Ray is not installed .*Install the `ray` extra: .*"
+        r"requirements-extras.lock.*ray==2.60.0",
+    ):
+        run.run(
+            "visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False, engine="ray"
+        )
 
 
 def test_a_cluster_that_cannot_host_the_actors_says_so(local_ray, demo_ds, tmp_path):
     with pytest.raises(run.StageError, match=r"extract.ray.cpus_per_worker is 64 but the Ray cluster has \d+ CPUs"):
-        run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False,
-                engine="ray", ray={"cpus_per_worker": 64})
-    from extract.extractors import DeviceError
+        run.run(
+            "visual",
+            "efficientnet",
+            VISUAL,
+            demo_ds,
+            demo_ds.videos,
+            tmp_path / "e.h5",
+            progress=False,
+            engine="ray",
+            ray={"cpus_per_worker": 64},
+        )
+    from avcache.extraction.extractors import DeviceError
+
     with pytest.raises(DeviceError, match=r"extract.device is 'cuda' but the Ray cluster has no GPUs"):
-        run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False,
-                engine="ray", device="cuda")
+        run.run(
+            "visual",
+            "efficientnet",
+            VISUAL,
+            demo_ds,
+            demo_ds.videos,
+            tmp_path / "e.h5",
+            progress=False,
+            engine="ray",
+            device="cuda",
+        )
     assert not list(tmp_path.iterdir())  # nothing started, nothing written

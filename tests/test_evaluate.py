@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
-from evaluate.evaluate import mean_std, per_class, segment_metrics
+from avcache.localization.evaluate import mean_std, per_class, segment_metrics
 
 
 def _from_confusion(conf):
@@ -43,7 +43,8 @@ def test_mean_std_over_seeds():
 def test_auc_is_none_where_undefined_and_left_out_of_the_mean():
     """A validation fold whose segments are all one class (tiny clip folds) has no AUC; the
     mean over folds uses the folds where it is defined."""
-    from evaluate.evaluate import mean_std
+    from avcache.localization.evaluate import mean_std
+
     y = np.zeros((3, 1, 4))
     y[:, 0, 2] = 1
     one_class = segment_metrics(np.full((3, 1, 4), 0.25), y)

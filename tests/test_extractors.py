@@ -1,12 +1,14 @@
 """The two real extractors on real input, with their real pretrained weights."""
+
 import numpy as np
 import pytest
-
-from avcache.params import ParamsError
 from conftest import DOG
-from extract import extractors, media
-from extract.extractors import WeightsNotFound
-from extract.reduce import pool_seconds
+
+from avcache import media
+from avcache.contract.params import ParamsError
+from avcache.extraction import extractors
+from avcache.extraction.extractors import WeightsNotFound
+from avcache.extraction.reduce import pool_seconds
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,9 @@ def test_musicnn_loud_input_stays_finite(musicnn):
     t = np.arange(160000) / 16000
     loud = (np.sign(np.sin(2 * np.pi * 220 * t)) * 1.0).astype(np.float32)
     import librosa
-    from extract.extractors.musicnn import log_mel
+
+    from avcache.extraction.extractors.musicnn import log_mel
+
     raw = librosa.feature.melspectrogram(y=loud, sr=16000, hop_length=256, n_fft=512, n_mels=96)
     with np.errstate(over="ignore"):
         assert np.isinf(raw.astype(np.float16) * np.float16(10000)).any()  # the package's path
@@ -72,6 +76,7 @@ def effnet():
 def test_efficientnet_lite0_real_weights_see_a_dog(effnet):
     """Pretrained, not random: ImageNet dog classes (151-268) win on the dog clip's frames."""
     import torch
+
     frames = media.load_frames(DOG, 1, effnet.image_size)
     x = torch.from_numpy(frames.images).permute(0, 3, 1, 2).float()
     with torch.no_grad():
@@ -95,6 +100,7 @@ def test_efficientnet_missing_weights_stop_with_instructions(tmp_path):
         extractors.create("efficientnet", {"weights": str(tmp_path / "x.pth")})
     bad = tmp_path / "bad.pth"
     import torch
+
     torch.save({"_conv_stem.weight": torch.zeros(1)}, bad)
     with pytest.raises(WeightsNotFound, match="does not load strictly"):
         extractors.create("efficientnet", {"weights": str(bad)})
@@ -103,7 +109,9 @@ def test_efficientnet_missing_weights_stop_with_instructions(tmp_path):
 def test_registry_errors():
     with pytest.raises(ParamsError, match="unknown extractor 'nope'; registered: convnext, efficientnet"):
         extractors.get("nope")
-    with pytest.raises(ValueError, match=r"extractors.efficientnet: unknown key\(s\) \['depth'\]; accepted: \['batch_size'"):
+    with pytest.raises(
+        ValueError, match=r"extractors.efficientnet: unknown key\(s\) \['depth'\]; accepted: \['batch_size'"
+    ):
         extractors.create("efficientnet", {"depth": 3})
     with pytest.raises(ValueError, match="variant 'b9' unknown"):
         extractors.create("efficientnet", {"variant": "b9"})
@@ -116,6 +124,7 @@ def test_every_registered_extractor_has_a_module_and_valid_params():
 
     import yaml
     from conftest import REPO
+
     params = yaml.safe_load((REPO / "params.yaml").read_text())["extractors"]
     assert set(params) == set(extractors.REGISTRY)
     for name, options in params.items():

@@ -1,13 +1,15 @@
 """Audio extractors on small models of the real interface, exported or saved here and loaded by
 the same code that loads the real weights; alignment checked on a signal that changes at 5 s."""
+
 import numpy as np
 import pytest
-
 from conftest import change_row, save_tiny_wav2vec2, step_signal
-from extract import extractors, run
-from avcache.cache import read_features, read_provenance
-from extract.extractors import WeightsNotFound
-from extract.reduce import pool_seconds
+
+from avcache.contract.cache import read_features, read_provenance
+from avcache.extraction import extractors
+from avcache.extraction import stage as run
+from avcache.extraction.extractors import WeightsNotFound
+from avcache.extraction.reduce import pool_seconds
 
 
 def export_hub_model(path, hop_s, dims):
@@ -57,15 +59,23 @@ def test_yamnet_embeddings_scores_and_pca_cache(yamnet_dir, demo20, tmp_path):
     assert change_row(pool_seconds(values, times)) == 5
     scores = extractors.create("yamnet", {"handle": yamnet_dir, "layer": "scores"})
     assert scores.embed(step_signal(16000))[0].shape[1] == 521
-    out = run.run("audio", "yamnet", {"handle": yamnet_dir, "reduction": {"method": "pca", "dim": 128}},
-                  demo20, demo20.videos, tmp_path / "yamnet.h5", progress=False)
+    out = run.run(
+        "audio",
+        "yamnet",
+        {"handle": yamnet_dir, "reduction": {"method": "pca", "dim": 128}},
+        demo20,
+        demo20.videos,
+        tmp_path / "yamnet.h5",
+        progress=False,
+    )
     assert read_features(out, demo20).shape == (20, 10, 128)  # the thesis's best: PCA to 128
     prov = read_provenance(out)
     assert prov["weights"] == yamnet_dir and len(prov["weights_sha256"]) == 64
 
 
 def test_vggish_cache_end_to_end(vggish_dir, tiny_demo, tmp_path):
-    from extract.dataset import load_ave
+    from avcache.datasets.stage import load_ave
+
     root, _ = tiny_demo
     ds = load_ave(root)
     out = run.run("audio", "vggish", {"handle": vggish_dir}, ds, root / "AVE", tmp_path / "v.h5", progress=False)
@@ -80,10 +90,12 @@ def test_hub_handle_that_does_not_load_says_how(tmp_path):
 
 # --- OpenL3 (torchopenl3) -----------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def openl3_weights(tmp_path_factory):
     import torch
     import torchopenl3
+
     torch.manual_seed(0)
     net = torchopenl3.models.PytorchOpenl3(input_repr="mel128", content_type="env", embedding_size=512)
     path = tmp_path_factory.mktemp("openl3") / "torchopenl3_mel128_env_512.pth.tar"
@@ -93,14 +105,17 @@ def openl3_weights(tmp_path_factory):
 
 def test_openl3_windows_are_centred_on_their_timestamps(openl3_weights):
     import torch
-    ex = extractors.create("openl3", {"input_repr": "mel128", "content_type": "env",
-                                      "embedding_size": 512, "weights": openl3_weights, "hop": 0.5})
+
+    ex = extractors.create(
+        "openl3",
+        {"input_repr": "mel128", "content_type": "env", "embedding_size": 512, "weights": openl3_weights, "hop": 0.5},
+    )
     x = step_signal(48000)
     values, times = ex.embed(x)
     assert values.shape == (len(times), 512) and np.allclose(times, np.arange(20) * 0.5)
     # the row stamped 4.5 s is the embedding of the 1-s window [4.0, 5.0) s
     k = int(np.flatnonzero(np.isclose(times, 4.5))[0])
-    window = torch.from_numpy(x[4 * 48000:5 * 48000]).float()[None]
+    window = torch.from_numpy(x[4 * 48000 : 5 * 48000]).float()[None]
     with torch.no_grad():
         direct = ex.model(window[:, None, :] if window.ndim == 2 else window)
     assert np.allclose(values[k], direct.numpy()[0], atol=1e-4)
@@ -109,8 +124,14 @@ def test_openl3_windows_are_centred_on_their_timestamps(openl3_weights):
 
 
 def test_openl3_cache_pca_to_128(openl3_weights, demo20, tmp_path):
-    opts = {"input_repr": "mel128", "content_type": "env", "embedding_size": 512,
-            "weights": openl3_weights, "hop": 1.0, "reduction": {"method": "pca", "dim": 128}}
+    opts = {
+        "input_repr": "mel128",
+        "content_type": "env",
+        "embedding_size": 512,
+        "weights": openl3_weights,
+        "hop": 1.0,
+        "reduction": {"method": "pca", "dim": 128},
+    }
     out = run.run("audio", "openl3", opts, demo20, demo20.videos, tmp_path / "o.h5", progress=False)
     assert read_features(out, demo20).shape == (20, 10, 128)
 
@@ -124,25 +145,53 @@ def test_openl3_bad_options_and_weights(tmp_path):
 
 # --- fairseq wav2vec / vq-wav2vec ---------------------------------------------------------
 
+
 def save_fairseq_checkpoint(path, vq_type="none", channels=512):
     """A wav2vec 1.0 checkpoint in fairseq's own format (cfg + model + optimizer history), with
     the real encoder geometry (strides 5,4,2,2,2: one frame per 160 samples) and one context layer."""
     import torch
     from fairseq.models.wav2vec import Wav2VecConfig, Wav2VecModel
     from omegaconf import OmegaConf
+
     torch.manual_seed(0)
-    cfg = Wav2VecConfig(conv_feature_layers=f"[({channels}, 10, 5), ({channels}, 8, 4), "
-                        f"({channels}, 4, 2), ({channels}, 4, 2), ({channels}, 4, 2)]",
-                        conv_aggregator_layers=f"[({channels}, 3, 1)]", vq_type=vq_type, vq_vars=16,
-                        vq_groups=2, vq_dim=channels, vq_depth=1, combine_groups=True, offset="auto")
+    cfg = Wav2VecConfig(
+        conv_feature_layers=f"[({channels}, 10, 5), ({channels}, 8, 4), "
+        f"({channels}, 4, 2), ({channels}, 4, 2), ({channels}, 4, 2)]",
+        conv_aggregator_layers=f"[({channels}, 3, 1)]",
+        vq_type=vq_type,
+        vq_vars=16,
+        vq_groups=2,
+        vq_dim=channels,
+        vq_depth=1,
+        combine_groups=True,
+        offset="auto",
+    )
     model = Wav2VecModel.build_model(cfg, task=None)
     model_cfg = {**OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True), "_name": "wav2vec"}
-    torch.save({"cfg": OmegaConf.create({"model": model_cfg, "task": {"_name": "audio_pretraining", "data": "."},
-                                         "criterion": {"_name": "wav2vec", "infonce": True},
-                                         "common": {"tpu": False}, "checkpoint": {}}),
-                "model": model.state_dict(), "extra_state": {},
-                "optimizer_history": [{"criterion_name": "Wav2vecCriterion", "optimizer_name": "Adam",
-                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}]}, path)
+    torch.save(
+        {
+            "cfg": OmegaConf.create(
+                {
+                    "model": model_cfg,
+                    "task": {"_name": "audio_pretraining", "data": "."},
+                    "criterion": {"_name": "wav2vec", "infonce": True},
+                    "common": {"tpu": False},
+                    "checkpoint": {},
+                }
+            ),
+            "model": model.state_dict(),
+            "extra_state": {},
+            "optimizer_history": [
+                {
+                    "criterion_name": "Wav2vecCriterion",
+                    "optimizer_name": "Adam",
+                    "lr_scheduler_state": {"best": None},
+                    "num_updates": 0,
+                }
+            ],
+        },
+        path,
+    )
     return str(path)
 
 
@@ -150,8 +199,10 @@ def save_fairseq_checkpoint(path, vq_type="none", channels=512):
 def fairseq_ckpts(tmp_path_factory):
     pytest.importorskip("fairseq", reason="the fairseq extra is not installed")
     d = tmp_path_factory.mktemp("fairseq")
-    return {vq: save_fairseq_checkpoint(d / f"w2v_{vq}.pt", vq, channels=64 if vq == "none" else 32)
-            for vq in ("none", "gumbel", "kmeans")}
+    return {
+        vq: save_fairseq_checkpoint(d / f"w2v_{vq}.pt", vq, channels=64 if vq == "none" else 32)
+        for vq in ("none", "gumbel", "kmeans")
+    }
 
 
 @pytest.mark.parametrize("layer", ["z", "c"])
@@ -197,6 +248,7 @@ def test_wav2vec_without_checkpoint_says_where_to_get_it(monkeypatch):
 
 
 # --- wav2vec 2.0 (transformers) -----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def wav2vec2_dir(tmp_path_factory):

@@ -1,19 +1,22 @@
 """Visual extractors on models of the real interface (keras.applications built with weights=None
 and saved here, a tiny MaskFormer saved with save_pretrained), loaded by the production loaders."""
+
 import numpy as np
 import pytest
-
 from conftest import change_row, save_tiny_maskformer, write_seconds_video
-from extract import extractors, run
-from avcache.cache import read_features, read_provenance
-from extract.extractors import WeightsNotFound
-from extract.reduce import pool_seconds
+
+from avcache.contract.cache import read_features, read_provenance
+from avcache.extraction import extractors
+from avcache.extraction import stage as run
+from avcache.extraction.extractors import WeightsNotFound
+from avcache.extraction.reduce import pool_seconds
 
 
 @pytest.fixture(scope="module")
 def keras_weights(tmp_path_factory):
     """Random-init weights of a keras.applications model, in a file (weights do not depend on size)."""
     import keras
+
     folder, made = tmp_path_factory.mktemp("keras"), {}
 
     def get(app):
@@ -22,6 +25,7 @@ def keras_weights(tmp_path_factory):
             made[app] = str(folder / f"{app}.weights.h5")
             model.save_weights(made[app])
         return made[app]
+
     return get
 
 
@@ -35,21 +39,29 @@ def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path)
     rows = pool_seconds(*ex(frames))
     assert rows.shape == (10, 2, 2, 512)
     assert np.allclose(rows[0], rows[4], rtol=1e-3, atol=1e-3) and change_row(rows) == 5
-    out = run.run("visual", "vgg19", {"weights": w, "input_size": 64, "frames_per_second": 1},
-                  demo_ds, demo_ds.videos, tmp_path / "vgg.h5", progress=False)
+    out = run.run(
+        "visual",
+        "vgg19",
+        {"weights": w, "input_size": 64, "frames_per_second": 1},
+        demo_ds,
+        demo_ds.videos,
+        tmp_path / "vgg.h5",
+        progress=False,
+    )
     assert read_features(out, demo_ds).shape == (12, 10, 2, 2, 512)
     prov = read_provenance(out)
     assert prov["layer"].startswith("block5_pool") and len(prov["weights_sha256"]) == 64
 
 
-@pytest.mark.parametrize("name, app, full", [("efficientnet_b7", "EfficientNetB7", (19, 19, 2560)),
-                                             ("efficientnet_v2l", "EfficientNetV2L", (15, 15, 1280))])
+@pytest.mark.parametrize(
+    "name, app, full",
+    [("efficientnet_b7", "EfficientNetB7", (19, 19, 2560)), ("efficientnet_v2l", "EfficientNetV2L", (15, 15, 1280))],
+)
 def test_efficientnet_keras_variants(keras_weights, demo_ds, tmp_path, name, app, full):
     w = keras_weights(app)
     at_thesis_size = extractors.create(name, {"weights": w})
     assert at_thesis_size.keras.output.shape[1:] == full  # 600 px (B7) / 480 px (V2L)
-    opts = {"weights": w, "input_size": 64, "frames_per_second": 1,
-            "reduction": {"method": "pca", "dim": 128}}
+    opts = {"weights": w, "input_size": 64, "frames_per_second": 1, "reduction": {"method": "pca", "dim": 128}}
     out = run.run("visual", name, opts, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False)
     feats = read_features(out, demo_ds)
     assert feats.shape == (12, 10, 2, 2, 128) and np.isfinite(feats).all()  # thesis: h x w x 128 by PCA
@@ -57,12 +69,18 @@ def test_efficientnet_keras_variants(keras_weights, demo_ds, tmp_path, name, app
 
 def test_convnext_stage3_and_pca(keras_weights, demo_ds, tmp_path):
     import keras
-    from extract.extractors.convnext import app_name, stage3_layer
-    xlarge = getattr(keras.applications, app_name("xlarge"))(include_top=False, weights=None,
-                                                              input_shape=(224, 224, 3))
+
+    from avcache.extraction.extractors.keras_apps import app_name, stage3_layer
+
+    xlarge = getattr(keras.applications, app_name("xlarge"))(include_top=False, weights=None, input_shape=(224, 224, 3))
     assert xlarge.get_layer(stage3_layer("xlarge")).output.shape[1:] == (7, 7, 2048)
-    opts = {"size": "tiny", "weights": keras_weights("ConvNeXtTiny"), "input_size": 64,
-            "frames_per_second": 1, "reduction": {"method": "pca", "dim": 204}}
+    opts = {
+        "size": "tiny",
+        "weights": keras_weights("ConvNeXtTiny"),
+        "input_size": 64,
+        "frames_per_second": 1,
+        "reduction": {"method": "pca", "dim": 204},
+    }
     out = run.run("visual", "convnext", opts, demo_ds, demo_ds.videos, tmp_path / "c.h5", progress=False)
     assert read_features(out, demo_ds).shape == (12, 10, 2, 2, 204)  # thesis: 7x7x204 at 224 px
 
@@ -72,11 +90,13 @@ def test_keras_partial_load_is_an_error_not_random_layers(keras_weights, monkeyp
     import warnings
 
     import keras
+
     real = keras.applications.VGG19
 
     def partly_loading(**kw):
-        warnings.warn("Affected layers will retain their freshly-initialized weights.")
+        warnings.warn("Affected layers will retain their freshly-initialized weights.", stacklevel=2)
         return real(**kw)
+
     monkeypatch.setattr(keras.applications, "VGG19", partly_loading)
     with pytest.raises(WeightsNotFound, match="1 layer groups were not in the file"):
         extractors.create("vgg19", {"weights": keras_weights("VGG19"), "input_size": 64})

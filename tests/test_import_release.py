@@ -2,11 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
-from avcache.cache import read_features, read_provenance
-from avcache.dataset import Dataset
-from avcache.dataset import write_dataset
-from extract import run
-from extract.import_release import ReleaseError, import_release
+from avcache.contract.cache import read_features, read_provenance
+from avcache.contract.dataset import Dataset, write_dataset
+from avcache.extraction import stage as run
+from avcache.extraction.importers import ReleaseError, import_release
 
 
 def _dataset(n=8):
@@ -20,8 +19,11 @@ def _release(folder, ds, labels=None, train=None):
     rng = np.random.default_rng(1)
     audio = rng.normal(size=(len(ds.video_ids), 10, 128)).astype(np.float32)
     visual = rng.normal(size=(len(ds.video_ids), 10, 7, 7, 512)).astype(np.float32)
-    for name, x in (("audio_feature.h5", audio), ("visual_feature.h5", visual),
-                    ("labels.h5", ds.labels if labels is None else labels)):
+    for name, x in (
+        ("audio_feature.h5", audio),
+        ("visual_feature.h5", visual),
+        ("labels.h5", ds.labels if labels is None else labels),
+    ):
         with h5py.File(folder / name, "w") as f:
             f.create_dataset("avadataset", data=x)
     orders = {"train": [3, 0, 2, 1] if train is None else train, "val": [5, 4], "test": [7, 6]}

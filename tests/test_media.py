@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-
 from conftest import BENTO, DOG, write_seconds_video
-from extract.media import MediaError, frame_times, load_audio, load_frames
+
+from avcache.media import MediaError, frame_times, load_audio, load_frames
 
 
 def test_real_10s_clip_decodes_whole():
@@ -19,7 +19,7 @@ def test_real_1s_clip_is_padded_to_10s_and_recorded():
     """The 1.1-s clip: audio is zero-padded, frames after its end repeat its last frame."""
     a = load_audio(BENTO, 16000)
     assert 0.9 < a.source_seconds < 1.2 and a.padded_seconds == pytest.approx(10 - a.source_seconds)
-    tail = a.samples[int(np.ceil(a.source_seconds * 16000)):]
+    tail = a.samples[int(np.ceil(a.source_seconds * 16000)) :]
     assert len(tail) > 8 * 16000 and not tail.any()
     f = load_frames(BENTO, 16, (224, 224))
     assert f.images.shape == (160, 224, 224, 3)
@@ -38,7 +38,7 @@ def test_sampled_frames_and_audio_land_in_the_right_second(tmp_path):
         assert np.abs(img.reshape(-1, 3).mean(0) - colours[int(t)]).max() < 12, t
     a = load_audio(path, 16000)
     for s in range(10):  # the dominant frequency of second s is 200 + 100 s Hz
-        seg = a.samples[s * 16000 + 2000:(s + 1) * 16000 - 2000]
+        seg = a.samples[s * 16000 + 2000 : (s + 1) * 16000 - 2000]
         peak = np.fft.rfftfreq(len(seg), 1 / 16000)[np.abs(np.fft.rfft(seg)).argmax()]
         assert abs(peak - (200 + 100 * s)) < 5, s
 

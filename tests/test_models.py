@@ -2,25 +2,39 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from avcache.params import ParamsError
-from train.models import DMRN, MODELS, build, resolve_device, rows
+from avcache.contract.params import ParamsError
+from avcache.localization.models import DMRN, MODELS, build, resolve_device, rows
 
 # att_Net / TBMRF_Net with audio 128, 49 regions of 512, 29 classes (hidden 128, attention 512)
 ATTENTION = {
-    "affine_audio.weight": (512, 128), "affine_audio.bias": (512,),
-    "affine_video.weight": (512, 512), "affine_video.bias": (512,),
-    "affine_v.weight": (49, 512), "affine_g.weight": (49, 512), "affine_h.weight": (1, 49),
+    "affine_audio.weight": (512, 128),
+    "affine_audio.bias": (512,),
+    "affine_video.weight": (512, 512),
+    "affine_video.bias": (512,),
+    "affine_v.weight": (49, 512),
+    "affine_g.weight": (49, 512),
+    "affine_h.weight": (1, 49),
 }
-LSTMS = {f"lstm_{m}.{k}{s}": shape for m, d in (("audio", 128), ("video", 512))
-         for s in ("", "_reverse")
-         for k, shape in (("weight_ih_l0", (512, d)), ("weight_hh_l0", (512, 128)),
-                          ("bias_ih_l0", (512,)), ("bias_hh_l0", (512,)))}
+LSTMS = {
+    f"lstm_{m}.{k}{s}": shape
+    for m, d in (("audio", 128), ("video", 512))
+    for s in ("", "_reverse")
+    for k, shape in (
+        ("weight_ih_l0", (512, d)),
+        ("weight_hh_l0", (512, 128)),
+        ("bias_ih_l0", (512,)),
+        ("bias_hh_l0", (512,)),
+    )
+}
 REFERENCE = {
-    "av_att": {**ATTENTION, **LSTMS, "L1.weight": (64, 512), "L1.bias": (64,),
-               "L2.weight": (29, 64), "L2.bias": (29,)},
-    "dmrn": {**ATTENTION, **LSTMS, **{f"U_{m}.{i}.{k}": s for m in "va" for i in (0, 2)
-                                      for k, s in (("weight", (256, 256)), ("bias", (256,)))},
-             "L2.weight": (29, 256), "L2.bias": (29,)},
+    "av_att": {**ATTENTION, **LSTMS, "L1.weight": (64, 512), "L1.bias": (64,), "L2.weight": (29, 64), "L2.bias": (29,)},
+    "dmrn": {
+        **ATTENTION,
+        **LSTMS,
+        **{f"U_{m}.{i}.{k}": s for m in "va" for i in (0, 2) for k, s in (("weight", (256, 256)), ("bias", (256,)))},
+        "L2.weight": (29, 256),
+        "L2.bias": (29,),
+    },
 }
 
 
@@ -47,7 +61,9 @@ def test_forward_backward_small_shapes(name, regions):
 
 
 def test_variants_use_what_they_say():
-    keys = lambda n: set(build(n, 6, 5, 4, 3, hidden_dim=8, hidden_size=12).state_dict())
+    def keys(n):
+        return set(build(n, 6, 5, 4, 3, hidden_dim=8, hidden_size=12).state_dict())
+
     assert any(k.startswith("gru_audio") for k in keys("av_att_gru"))
     assert not any(k.startswith("lstm") for k in keys("dmrn_gru"))
     assert not any("video" in k or "affine" in k for k in keys("audio_only"))
@@ -63,9 +79,15 @@ def test_attention_follows_the_spec_by_hand():
     relu = torch.relu
     for t in (0, 7):
         g = m.affine_g(relu(m.affine_audio(a[0, t])))  # [R]
-        z = torch.stack([
-            sum(m.affine_h.weight[0, j] * torch.tanh(m.affine_v(relu(m.affine_video(v[0, t, r])))[j] + g[r])
-                for j in range(5)) for r in range(5)])
+        z = torch.stack(
+            [
+                sum(
+                    m.affine_h.weight[0, j] * torch.tanh(m.affine_v(relu(m.affine_video(v[0, t, r])))[j] + g[r])
+                    for j in range(5)
+                )
+                for r in range(5)
+            ]
+        )
         w = torch.softmax(z, 0)
         assert torch.allclose(alpha[0, t], w, atol=1e-6)
         assert torch.allclose(attended[0, t], (w[:, None] * v[0, t]).sum(0), atol=1e-6)

@@ -1,4 +1,5 @@
 """The extraction stage end to end on a tiny demo, and the DVC pipeline itself."""
+
 import json
 import os
 import shutil
@@ -9,13 +10,12 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-
-from avcache.cache import read_features, read_provenance
-from avcache.dataset import read_dataset
 from conftest import REPO, save_tiny_maskformer, save_tiny_wav2vec2
-from extract import run
-from extract.dataset import load_ave
 
+from avcache.contract.cache import read_features, read_provenance
+from avcache.contract.dataset import read_dataset
+from avcache.datasets.stage import load_ave
+from avcache.extraction import stage as run
 
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
@@ -42,14 +42,23 @@ def test_visual_stage_with_train_fitted_pca(demo_ds, tmp_path):
 
 
 def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
-    out = run.run("audio", "musicnn", {"reduction": {"method": "none"}}, demo_ds, demo_ds.videos,
-                  tmp_path / "m.h5", progress=False)
+    out = run.run(
+        "audio",
+        "musicnn",
+        {"reduction": {"method": "none"}},
+        demo_ds,
+        demo_ds.videos,
+        tmp_path / "m.h5",
+        progress=False,
+    )
     feats = read_features(out, demo_ds)
     assert feats.shape == (12, 10, 192)
-    from extract import extractors
-    from extract.reduce import make_reduction
-    one, facts, _ = run.extract_video(extractors.create("musicnn", {}), make_reduction(None),
-                                      run.video_path(demo_ds.videos, demo_ds.video_ids[5]))
+    from avcache.extraction import extractors
+    from avcache.extraction.reduce import make_reduction
+
+    one, facts, _ = run.extract_video(
+        extractors.create("musicnn", {}), make_reduction(None), run.video_path(demo_ds.videos, demo_ds.video_ids[5])
+    )
     assert np.array_equal(feats[5], one)
     with h5py.File(out) as f:
         assert f.attrs["code_sha256"] == run.code_sha256("musicnn")
@@ -58,11 +67,11 @@ def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
 
 def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, tmp_path):
     import json
+
     broken = load_ave(demo_ds.source)
     broken.videos = str(tmp_path)  # no videos there
     with pytest.raises(run.StageError, match="12 videos failed and extract.on_failure is 'stop'"):
-        run.run("audio", "musicnn", {}, broken, broken.videos, tmp_path / "m.h5", progress=False,
-                on_failure="stop")
+        run.run("audio", "musicnn", {}, broken, broken.videos, tmp_path / "m.h5", progress=False, on_failure="stop")
     assert not (tmp_path / "m.h5").exists()
     report = json.loads((tmp_path / "m.report.json").read_text())
     assert report["failed"][0]["video"] == "demo00000"
@@ -85,8 +94,12 @@ class Project:
 
     def __init__(self, path):
         self.path = path
-        self.env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-                    "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.env = {
+            **os.environ,
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+            "DVC_NO_ANALYTICS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
 
     def sh(self, *cmd, ok=True):
         r = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True)
@@ -119,23 +132,57 @@ def project(tmp_path_factory):
         pytest.skip("dvc not installed in this environment")
     tmp = tmp_path_factory.mktemp("pipeline")
     work = tmp / "repo"
-    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
-        ".venv", ".git", "features", "data", "cache", "tmp", "dvc.lock", "__pycache__", "models",
-        "results", "dvclive", "lineage", ".models.work", ".pytest_cache"))
+    shutil.copytree(
+        REPO,
+        work,
+        ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
+            ".venv",
+            ".git",
+            "features",
+            "data",
+            "cache",
+            "tmp",
+            "dvc.lock",
+            "__pycache__",
+            "models",
+            "results",
+            "dvclive",
+            "lineage",
+            ".models.work",
+            ".pytest_cache",
+        ),
+    )
     p = Project(work)
-    p.params(demo__videos=10, demo__classes=2, clip_demo__clips=20, train__epochs=2, train__batch_size=2, train__seeds=[0, 1],
-             models__av_att__hidden_size=16,
-             extractors__efficientnet__frames_per_second=1,
-             extractors__efficientnet__reduction={"method": "pca", "dim": 8},
-             extractors__wav2vec2__model=save_tiny_wav2vec2(tmp / "w2v2"),
-             extractors__wav2vec2__reduction={"method": "pca", "dim": 8},
-             extractors__maskformer__model=save_tiny_maskformer(tmp / "maskformer"),
-             extractors__maskformer__frames_per_second=1, extractors__maskformer__input_size=64)
+    p.params(
+        demo__videos=10,
+        demo__classes=2,
+        clip_demo__clips=20,
+        train__epochs=2,
+        train__batch_size=2,
+        train__seeds=[0, 1],
+        models__av_att__hidden_size=16,
+        extractors__efficientnet__frames_per_second=1,
+        extractors__efficientnet__reduction={"method": "pca", "dim": 8},
+        extractors__wav2vec2__model=save_tiny_wav2vec2(tmp / "w2v2"),
+        extractors__wav2vec2__reduction={"method": "pca", "dim": 8},
+        extractors__maskformer__model=save_tiny_maskformer(tmp / "maskformer"),
+        extractors__maskformer__frames_per_second=1,
+        extractors__maskformer__input_size=64,
+    )
     p.sh("git", "init", "-q")
     p.commit("init")  # dvclive and experiments need a commit
     out = p.sh("dvc", "repro")
-    assert p.ran(out) == ["lineage", "demo", "clip_demo", "dataset", "extract_audio", "extract_visual", "train",
-                          "evaluate", "attention"]
+    assert p.ran(out) == [
+        "lineage",
+        "demo",
+        "clip_demo",
+        "dataset",
+        "extract_audio",
+        "extract_visual",
+        "train",
+        "evaluate",
+        "attention",
+    ]
     p.commit("repro")
     return p
 
@@ -152,14 +199,14 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     assert plt_image_size(maps[0])[0] > 2 * plt_image_size(maps[0])[1]  # ten seconds side by side
     assert "up to date" in p.sh("dvc", "status")
     # a helper only wav2vec2 and maskformer import: no selected cache is affected
-    with open(p.path / "extract/extractors/shared/hf.py", "a") as f:
+    with open(p.path / "avcache/extraction/extractors/hf.py", "a") as f:
         f.write("# edited\n")
     status = p.sh("dvc", "status")
     assert "lineage:" in status and "extract_" not in status and "train" not in status
     assert p.ran(p.sh("dvc", "repro")) == ["lineage"]
     assert "up to date" in p.sh("dvc", "status")
     # a helper only EfficientNet imports: its stage, and nothing else, is stale
-    with open(p.path / "extract/extractors/shared/efficientnet.py", "a") as f:
+    with open(p.path / "avcache/extraction/extractors/efficientnet.py", "a") as f:
         f.write("# edited\n")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
@@ -167,12 +214,12 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     assert "extract_audio" not in status and "train:" not in status
     # the cache reader: train and evaluate import it (neither was rerun before), extraction does not
     p.sh("git", "checkout", "-q", "extract")
-    with open(p.path / "avcache/pair.py", "a") as f:
+    with open(p.path / "avcache/contract/pair.py", "a") as f:
         f.write("# edited\n")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
     assert "train:" in status and "evaluate:" in status and "extract_" not in status
-    with open(p.path / "evaluate/plots.py", "a") as f:  # evaluate's figures: evaluate alone
+    with open(p.path / "avcache/plots.py", "a") as f:  # evaluate's figures: evaluate alone
         f.write("# edited\n")
     p.sh("git", "checkout", "-q", "avcache")
     p.sh("dvc", "repro", "lineage")
@@ -205,8 +252,9 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     out = p.sh("dvc", "exp", "run", "-n", "back", "-S", "audio=musicnn", "-S", "visual=efficientnet")
     assert p.ran(out) == []  # every stage restored from DVC's run-cache: nothing extracted or trained
     assert "Stage 'extract_audio' is cached - skipping run" in out
-    out = p.sh("dvc", "exp", "run", "-n", "again", "-S", "audio=wav2vec2", "-S", "visual=maskformer",
-               "-S", "model=dmrn")
+    out = p.sh(
+        "dvc", "exp", "run", "-n", "again", "-S", "audio=wav2vec2", "-S", "visual=maskformer", "-S", "model=dmrn"
+    )
     assert p.ran(out) == ["train", "evaluate", "attention"]
     diff = p.sh("dvc", "metrics", "diff", "other-pair", "again", "--all", "--json")
     keys = json.loads(diff)["results/metrics.json"]
@@ -214,7 +262,7 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     plots = p.sh("dvc", "plots", "diff", "other-pair", "again", "--json", "--split")
     assert "dvclive/plots/metrics/seed0/val/acc.tsv" in plots and "results/confusion.csv" in plots
     # the side-by-side report reads what the experiments wrote
-    p.sh(sys.executable, "-m", "evaluate.report", "other-pair", "again", "--out", "report.md")
+    p.sh(sys.executable, "-m", "avcache", "report", "other-pair", "again", "--out", "report.md")
     report = (p.path / "report.md").read_text()
     a = json.loads(p.sh("dvc", "metrics", "show", "--json"))  # the workspace holds 'again'
     acc = list(a.values())[0]["data"]["results/metrics.json"]["data"]["test"]
@@ -222,12 +270,13 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
     assert "| other-pair |" in report and "| again |" in report and "dmrn" in report
     w2v = read_provenance(p.path / "features/audio/wav2vec2.h5")["weights_sha256"]
     assert w2v in report and (p.path / "report_files/confusion_matrices.png").is_file()
-    p.sh(sys.executable, "-m", "evaluate.report", "--out", "report.html")
+    p.sh(sys.executable, "-m", "avcache", "report", "--out", "report.html")
     html = (p.path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "<strong>" in html and "other-pair" in html
     # an extractor whose weights cannot be had stops at once, saying what to set
-    r = subprocess.run(["dvc", "exp", "run", "-S", "audio=vggish"], cwd=p.path, env=p.env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["dvc", "exp", "run", "-S", "audio=vggish"], cwd=p.path, env=p.env, capture_output=True, text=True
+    )
     assert r.returncode != 0
     assert "set extractors.vggish.handle to that folder" in r.stdout + r.stderr
     assert not (p.path / "features/audio/vggish.h5").exists()
@@ -236,6 +285,7 @@ def test_card_commands_select_caches_extract_once_and_compare(project):
 def _reflinks_work(folder):
     """Whether this filesystem clones files (DVC then prefers reflinks to hardlinks)."""
     import fcntl
+
     a, b = folder / ".reflink-a", folder / ".reflink-b"
     a.write_bytes(b"x" * 4096)
     try:
@@ -260,17 +310,16 @@ def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
     assert "up to date" in p.sh("dvc", "status")
     p.sh("dvc", "remote", "add", "--default", "lab", str(tmp_path / "lab-remote"))
     p.commit("the lab's remote")
-    assert "files transferred" in p.sh(sys.executable, "-m", "avcache.share", "push")
+    assert "files transferred" in p.sh(sys.executable, "-m", "avcache", "share", "push")
     clone = Project(tmp_path / "clone")
     p.sh("git", "clone", "-q", str(p.path), str(clone.path))
-    clone.sh(sys.executable, "-m", "avcache.share", "pull")
+    clone.sh(sys.executable, "-m", "avcache", "share", "pull")
     assert "up to date" in clone.sh("dvc", "status")
     cache = clone.path / "features/visual/efficientnet.h5"
     assert not os.access(cache, os.W_OK) or os.geteuid() == 0  # DVC protects linked cache files
     assert cache.stat().st_mode & 0o222 == 0
     if not _reflinks_work(clone.path):  # no second copy: the workspace file is the cache's
-        assert cache.stat().st_ino in {f.stat().st_ino for f in (clone.path / ".dvc/cache").rglob("*")
-                                       if f.is_file()}
+        assert cache.stat().st_ino in {f.stat().st_ino for f in (clone.path / ".dvc/cache").rglob("*") if f.is_file()}
     out = clone.sh("dvc", "exp", "run", "-S", "model=dmrn")
     assert clone.ran(out) == ["train", "evaluate", "attention"]
     out = clone.sh("dvc", "exp", "run", "--pull", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
@@ -283,8 +332,22 @@ def test_a_clip_dataset_runs_through_the_same_stages(project):
     1-5 s padded to the longest), the fold protocol and its metrics; PCA asks for the heads' own."""
     p = project
     p.sh("git", "checkout", "-q", "--", "params.yaml")  # whatever the tests before left selected
-    clip = ["-S", "audio=musicnn", "-S", "visual=efficientnet", "-S", "dataset.format=csv", "-S", "dataset.root=data/clip_demo", "-S", "dataset.videos=data/clip_demo",
-            "-S", "model=mlp", "-S", "models.mlp.max_epochs=30"]
+    clip = [
+        "-S",
+        "audio=musicnn",
+        "-S",
+        "visual=efficientnet",
+        "-S",
+        "dataset.format=csv",
+        "-S",
+        "dataset.root=data/clip_demo",
+        "-S",
+        "dataset.videos=data/clip_demo",
+        "-S",
+        "model=mlp",
+        "-S",
+        "models.mlp.max_epochs=30",
+    ]
     r = subprocess.run(["dvc", "exp", "run", *clip], cwd=p.path, env=p.env, capture_output=True, text=True)
     assert r.returncode != 0  # the fixture's EfficientNet cache is PCA-reduced: no training split to fit on
     assert p.ran(r.stdout + r.stderr)[:2] == ["dataset", "extract_audio"]  # kept for the next run

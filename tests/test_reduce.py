@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SkPCA
 
-from extract.reduce import ChannelMean, PCA, PCAPerVideo, make_reduction, pool_seconds
+from avcache.extraction.reduce import PCA, ChannelMean, PCAPerVideo, make_reduction, pool_seconds
 
 
 def _correlated(rng, n, c=24):

@@ -1,4 +1,5 @@
 """Bad inputs, failed videos, killed stages, full disks: each made for real and checked."""
+
 import json
 import os
 import re
@@ -14,22 +15,34 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import REPO
-from extract import extractors, run
-from avcache.cache import read_features, read_valid
-from avcache.dataset import write_dataset
-from extract.dataset import load_ave
-from extract.media import MediaError, load_audio, load_frames
-from extract.reduce import make_reduction
+
+from avcache.contract.cache import read_features, read_valid
+from avcache.contract.dataset import write_dataset
+from avcache.datasets.stage import load_ave
+from avcache.extraction import extractors
+from avcache.extraction import stage as run
+from avcache.extraction.reduce import make_reduction
+from avcache.media import MediaError, load_audio, load_frames
 
 
 def colour(s):
     return (17 * (s % 15), 0, 240 - 16 * (s % 15))
 
 
-def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, video=True, audio=True,
-           pts=None, rotation=None, faststart=False):
+def encode(
+    path,
+    seconds=10.0,
+    fps=25,
+    size=(64, 48),
+    sr=16000,
+    channels=1,
+    video=True,
+    audio=True,
+    pts=None,
+    rotation=None,
+    faststart=False,
+):
     """An MP4 whose frame colour (``colour(s)``) and tone (300 + 100 s Hz) change every second s,
     with a white stripe on the left of every frame to show its orientation."""
     opts = {"movflags": "faststart"} if faststart else {}
@@ -57,8 +70,9 @@ def encode(path, seconds=10.0, fps=25, size=(64, 48), sr=16000, channels=1, vide
             x = 0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
             planes = np.stack([x * (c + 1) / channels for c in range(channels)]).astype(np.float32)
             for k in range(0, planes.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, k:k + 1024]),
-                                                   format="fltp", layout=layout)
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(planes[:, k : k + 1024]), format="fltp", layout=layout
+                )
                 frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
                 out.mux(aus.encode(frame))
             out.mux(aus.encode(None))
@@ -81,6 +95,7 @@ def dominant_hz(x, sr=16000):
 
 
 # --- every bad input: handled and recorded, or failed with the file and the problem named ----
+
 
 def test_missing_empty_truncated_and_corrupt_files_fail_with_the_reason(tmp_path):
     with pytest.raises(MediaError, match="gone.mp4: file not found"):
@@ -121,12 +136,12 @@ def test_missing_streams_fail_only_the_modality_that_needs_them(tmp_path):
 def test_short_and_long_clips_are_padded_or_trimmed_and_recorded(tmp_path):
     a = load_audio(encode(tmp_path / "short.mp4", seconds=3), 16000)
     assert a.samples.shape == (160000,) and 2.9 < a.source_seconds < 3.1 and abs(a.padded_seconds - 7) < 0.1
-    assert not a.samples[int(3.1 * 16000):].any() and a.notes()[0].startswith("audio padded with")
+    assert not a.samples[int(3.1 * 16000) :].any() and a.notes()[0].startswith("audio padded with")
     long = encode(tmp_path / "long.mp4", seconds=14)
     a = load_audio(long, 16000)
     assert a.samples.shape == (160000,) and abs(a.trimmed_seconds - 4) < 0.1
     assert any(n.startswith("audio trimmed to 10 s") for n in a.notes())
-    assert abs(dominant_hz(a.samples[9 * 16000 + 2000:10 * 16000 - 2000]) - 1200) < 5  # second 9, not 13
+    assert abs(dominant_hz(a.samples[9 * 16000 + 2000 : 10 * 16000 - 2000]) - 1200) < 5  # second 9, not 13
     f = load_frames(long, 4, (32, 24))
     assert f.held == 0 and np.abs(f.images[-1, 12, 20].astype(int) - colour(9)).max() < 25
 
@@ -136,7 +151,7 @@ def test_unusual_sample_rates_and_channel_counts_are_resampled_and_downmixed(tmp
     a = load_audio(encode(tmp_path / "a.mp4", sr=sr, channels=channels), 16000)
     assert a.samples.shape == (160000,) and (a.source_rate, a.source_channels) == (sr, channels)
     for s in (2, 7):  # the tone of second s is still 300 + 100 s Hz after resampling and downmix
-        assert abs(dominant_hz(a.samples[s * 16000 + 2000:(s + 1) * 16000 - 2000]) - (300 + 100 * s)) < 5
+        assert abs(dominant_hz(a.samples[s * 16000 + 2000 : (s + 1) * 16000 - 2000]) - (300 + 100 * s)) < 5
     notes = " ".join(a.notes())
     assert ("upsampled 8000 -> 16000" in notes) == (sr == 8000)
     assert ("downmixed from 6 channels" in notes) == (channels == 6)
@@ -174,6 +189,7 @@ def test_rotated_videos_are_turned_upright(tmp_path, rotation):
 
 # --- a stage over a mixed folder: failures recorded, good videos cached as they would be alone ---
 
+
 def make_dataset(root, good_dir, bad):
     """AVE-format folder: 6 good demo videos plus the given bad files, all in the train split."""
     ann = (good_dir / "Annotations.txt").read_text().splitlines()[:6]
@@ -196,12 +212,14 @@ def make_dataset(root, good_dir, bad):
 
 def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     good_dir, _ = tiny_demo
-    bad = {"missing": lambda p: None,
-           "empty": lambda p: p.write_bytes(b""),
-           "noaudio": lambda p: encode(p, audio=False),
-           "short": lambda p: encode(p, seconds=2),
-           "twice": lambda p: remux(encode(p), p.with_suffix(".mkv")),  # the same video in two files
-           "quicktime": lambda p: remux(encode(p.parent.parent / "q.mp4", seconds=4), p.with_suffix(".MOV"), "mov")}
+    bad = {
+        "missing": lambda p: None,
+        "empty": lambda p: p.write_bytes(b""),
+        "noaudio": lambda p: encode(p, audio=False),
+        "short": lambda p: encode(p, seconds=2),
+        "twice": lambda p: remux(encode(p), p.with_suffix(".mkv")),  # the same video in two files
+        "quicktime": lambda p: remux(encode(p.parent.parent / "q.mp4", seconds=4), p.with_suffix(".MOV"), "mov"),
+    }
     ds = make_dataset(tmp_path / "d", good_dir, bad)
     out = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="mask")
     feats = read_features(out, ds)
@@ -218,10 +236,14 @@ def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     assert reasons["missing"].startswith(f"{ds.videos}: no file for video missing: looked for missing with .mkv, ")
     assert reasons["missing"].endswith("missing.mp4: file not found")
     assert reasons["empty"].endswith("empty file (0 bytes)") and reasons["noaudio"].endswith("no audio stream")
-    assert reasons["twice"] == f"{ds.videos}: 2 files for video twice (twice.mkv and twice.mp4); keep one of them in the folder"
+    assert (
+        reasons["twice"]
+        == f"{ds.videos}: 2 files for video twice (twice.mkv and twice.mp4); keep one of them in the folder"
+    )
     assert [a["video"] for a in report["altered"]] == ["short", "quicktime"]
     assert report["altered"][1]["file"] == "quicktime.MOV"  # the file actually used, recorded
     import h5py
+
     with h5py.File(out) as f:
         files = [x.decode() for x in f["media/file"][()]]
     assert files[11] == "quicktime.MOV" and files[0].endswith(".mp4") and files[6] == ""  # failed: none
@@ -250,8 +272,9 @@ def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
     out = tmp_path / "b.h5"
     work = run.WorkStore(out, run.work_key("audio", "musicnn", {}, opts["reduction"], ds, ds.videos))
     path0 = run.video_path(ds.videos, ds.video_ids[0])
-    work.put(0, *run.extract_video(extractors.create("musicnn", {}), make_reduction(None), path0),
-             run.file_stamp(path0))
+    work.put(
+        0, *run.extract_video(extractors.create("musicnn", {}), make_reduction(None), path0), run.file_stamp(path0)
+    )
     time.sleep(0.01)
     shutil.copy(run.video_path(ds.videos, ds.video_ids[1]), path0)
     assert not work.done(0, run.file_stamp(path0))
@@ -259,11 +282,11 @@ def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
     assert np.array_equal(again[0], first[1]) and not np.array_equal(again[0], first[0])
 
 
-def test_an_error_that_is_not_the_files_fault_names_the_video_and_keeps_the_others(tiny_demo, tmp_path,
-                                                                                 monkeypatch):
+def test_an_error_that_is_not_the_files_fault_names_the_video_and_keeps_the_others(tiny_demo, tmp_path, monkeypatch):
     good_dir, _ = tiny_demo
     ds = make_dataset(tmp_path / "d", good_dir, {})
-    from extract.extractors.musicnn import Musicnn
+    from avcache.extraction.extractors.musicnn import Musicnn
+
     real = Musicnn.embed
 
     def embed(self, samples):  # a model that breaks on the third video it sees
@@ -271,11 +294,15 @@ def test_an_error_that_is_not_the_files_fault_names_the_video_and_keeps_the_othe
         if embed.calls == 3:
             raise RuntimeError("out of memory")
         return real(self, samples)
+
     embed.calls = 0
     monkeypatch.setattr(Musicnn, "embed", embed)
     opts = {"reduction": {"method": "none"}}
-    with pytest.raises(run.StageError, match=rf"video {ds.video_ids[2]} \(.*{ds.video_ids[2]}.mp4\): "
-                                             r"RuntimeError: out of memory. Finished videos are kept"):
+    with pytest.raises(
+        run.StageError,
+        match=rf"video {ds.video_ids[2]} \(.*{ds.video_ids[2]}.mp4\): "
+        r"RuntimeError: out of memory. Finished videos are kept",
+    ):
         run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False)
     assert len(list((tmp_path).glob(".m.work-*/rows/*.npz"))) == 2 and not (tmp_path / "m.h5").exists()
 
@@ -290,18 +317,28 @@ def test_unwritable_output_folder_fails_before_any_work(tiny_demo, tmp_path):
 
 # --- crash safety: real signals, real file-size limits ------------------------------------
 
+
 def project(path, videos_dir_src, n=None):
     """A project folder (params.yaml + features/dataset.h5) for running the stages as DVC does."""
     (path / "features").mkdir(parents=True)
     ds = load_ave(videos_dir_src)
     ds.videos = str(videos_dir_src / "AVE")
     write_dataset(ds, path / "features" / "dataset.h5")
-    (path / "params.yaml").write_text("extract: {on_failure: mask}\nextractors:\n  musicnn: {reduction: {method: none}}\n")
+    (path / "params.yaml").write_text(
+        "extract: {on_failure: mask}\nextractors:\n  musicnn: {reduction: {method: none}}\n"
+    )
     return path
 
 
-EXTRACT = ("extract.run", "audio", "musicnn", "--dataset", "features/dataset.h5",
-           "--out", "features/audio/musicnn.h5")
+EXTRACT = (
+    "avcache.extraction.stage",
+    "audio",
+    "musicnn",
+    "--dataset",
+    "features/dataset.h5",
+    "--out",
+    "features/audio/musicnn.h5",
+)
 
 
 def stage(cwd, *args, limit_bytes=None):
@@ -310,8 +347,16 @@ def stage(cwd, *args, limit_bytes=None):
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=limit if limit_bytes else None)
+
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit if limit_bytes else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +380,7 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
         time.sleep(0.02)
     assert p.poll() is None, "the stage finished before it could be killed"
     import psutil
+
     workers = psutil.Process(p.pid).children(recursive=True)  # its decode worker processes
     assert workers, "the stage runs the pipelined engine (extract.decode_workers defaults to auto)"
     os.kill(p.pid, signal.SIGKILL)
@@ -376,17 +422,17 @@ def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_ca
 
 def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     import torch
-    from test_train import make_project
-    from test_train import PARAMS, STAGE_ARGS
+    from test_train import PARAMS, STAGE_ARGS, make_project
+
     params = PARAMS.replace("epochs: 15", "epochs: 60").replace("seeds: [0, 1]", "seeds: [0]")
     ref, crash = tmp_path / "ref", tmp_path / "crash"
     for d in (ref, crash):
         d.mkdir()
         make_project(d)
         (d / "params.yaml").write_text(params)
-    p = stage(ref, "train.train", *STAGE_ARGS, "--live", "dvclive")
+    p = stage(ref, "avcache.localization.train", *STAGE_ARGS, "--live", "dvclive")
     assert p.wait(timeout=600) == 0, p.stderr.read()
-    p = stage(crash, "train.train", *STAGE_ARGS, "--live", "dvclive")
+    p = stage(crash, "avcache.localization.train", *STAGE_ARGS, "--live", "dvclive")
     state = None
     deadline = time.time() + 300
     while p.poll() is None and time.time() < deadline:
@@ -403,20 +449,23 @@ def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert not (crash / "models/seed0.pt").exists()
-    p = stage(crash, "train.train", *STAGE_ARGS, "--live", "dvclive")
+    p = stage(crash, "avcache.localization.train", *STAGE_ARGS, "--live", "dvclive")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     a = torch.load(ref / "models/seed0.pt", weights_only=False)
     b = torch.load(crash / "models/seed0.pt", weights_only=False)
     assert a["summary"] == b["summary"]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
-    assert (ref / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text() == \
-        (crash / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text()
+    assert (ref / "dvclive/plots/metrics/seed0/val/acc.tsv").read_text() == (
+        crash / "dvclive/plots/metrics/seed0/val/acc.tsv"
+    ).read_text()
     assert not list(crash.glob(".models.work/*"))
 
 
 def test_corrupt_training_state_restarts_the_seed_cleanly(tmp_path, monkeypatch):
     from test_train import AUDIO, DATASET, SMALL, VISUAL, make_project
-    from train import train
+
+    from avcache.localization import train
+
     make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     data = train.load_data(DATASET, AUDIO, VISUAL)
@@ -425,5 +474,6 @@ def test_corrupt_training_state_restarts_the_seed_cleanly(tmp_path, monkeypatch)
     state = tmp_path / "seed0.state.pt"
     state.write_bytes(b"\x80\x02 not a checkpoint")
     again, s2 = train.train_one("av_att", SMALL, data, recipe, 0, None, progress=False, state_path=state)
-    assert s1 == s2 and all(np.array_equal(a, b) for a, b in
-                            zip(clean.state_dict().values(), again.state_dict().values()))
+    assert s1 == s2 and all(
+        np.array_equal(a, b) for a, b in zip(clean.state_dict().values(), again.state_dict().values())
+    )

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from avcache.cache import CacheWriter
-from avcache.dataset import Dataset, write_dataset
-from evaluate import evaluate
-from train import train
-from train.models import load_checkpoint, predict
+from avcache.contract.cache import CacheWriter
+from avcache.contract.dataset import Dataset, write_dataset
+from avcache.localization import evaluate, train
+from avcache.localization.models import load_checkpoint, predict
 
 DATASET, AUDIO, VISUAL = "features/dataset.h5", "features/audio/fa.h5", "features/visual/fv.h5"
 SMALL = {"hidden_dim": 16, "hidden_size": 32}
@@ -36,8 +35,9 @@ def make_project(root, n=60, seed=0):
     ds = Dataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
     write_dataset(ds, root / DATASET)
     for path, name, x in ((AUDIO, "fa", audio), (VISUAL, "fv", visual)):
-        with CacheWriter(root / path, ds.video_ids, x.shape[1:],
-                         {"extractor": name, "name": name, "code_sha256": "x"}) as w:
+        with CacheWriter(
+            root / path, ds.video_ids, x.shape[1:], {"extractor": name, "name": name, "code_sha256": "x"}
+        ) as w:
             for i, row in enumerate(x):
                 w.write(i, row)
     return ds
@@ -73,8 +73,10 @@ def test_training_reduces_loss_is_deterministic_and_selects_on_val(project):
     assert summary["best_epoch"] == int(np.argmax(val)) and summary["val_acc"] == max(val)
     # the returned model holds the best-on-val weights
     val_idx = data.split("val")
-    assert train.segment_accuracy(predict(model, data.audio, data.visual, val_idx),
-                                  data.labels[val_idx]) == summary["val_acc"]
+    assert (
+        train.segment_accuracy(predict(model, data.audio, data.visual, val_idx), data.labels[val_idx])
+        == summary["val_acc"]
+    )
     model2, summary2 = train.train_one("av_att", {}, data, recipe, 0, None, progress=False)
     assert summary2 == summary
     assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), model2.state_dict().values()))
@@ -85,13 +87,16 @@ def test_training_reduces_loss_is_deterministic_and_selects_on_val(project):
 def test_grid_less_visual_cache_trains(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     data.visual = data.visual.mean(2, keepdim=True)  # [N, 10, 1, C]: a 10 x d visual cache
-    model, _ = train.train_one("dmrn_gru", {"blocks": 2}, data, train.Recipe(epochs=2, batch_size=8), 0,
-                               None, progress=False)
+    model, _ = train.train_one(
+        "dmrn_gru", {"blocks": 2}, data, train.Recipe(epochs=2, batch_size=8), 0, None, progress=False
+    )
     assert model.nb_block == 2 and model(data.audio[:2], data.visual[:2]).shape == (2, 10, 3)
 
 
-PARAMS = ("audio: fa\nvisual: fv\nmodel: av_att\nmodels: {av_att: {hidden_dim: 16, hidden_size: 32}}\n"
-          "train: {epochs: 15, batch_size: 8, seeds: [0, 1]}\n")
+PARAMS = (
+    "audio: fa\nvisual: fv\nmodel: av_att\nmodels: {av_att: {hidden_dim: 16, hidden_size: 32}}\n"
+    "train: {epochs: 15, batch_size: 8, seeds: [0, 1]}\n"
+)
 STAGE_ARGS = ["--dataset", DATASET, "--audio", AUDIO, "--visual", VISUAL, "--models", "models"]
 
 
@@ -108,8 +113,7 @@ def test_train_and_evaluate_stages(project):
     assert set(m["test"]) >= {"acc", "acc_std", "macro_f1", "weighted_f1", "auc_macro_ovr"}
     assert m["test"]["acc"] > 0.6  # well above the all-background rate on this data
     seeds = json.loads((project / "models/training.json").read_text())["seeds"]
-    assert m["train"]["per_seed"] == {str(s["seed"]): {"best_epoch": s["best_epoch"], "stop_epoch": 14}
-                                      for s in seeds}
+    assert m["train"]["per_seed"] == {str(s["seed"]): {"best_epoch": s["best_epoch"], "stop_epoch": 14} for s in seeds}
     assert m["train"]["stop_epoch"] == 14 and m["train"]["best_epoch"] == np.mean([s["best_epoch"] for s in seeds])
     rows = (project / "results/confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 1 + 10 * 10
@@ -119,24 +123,32 @@ def test_train_and_evaluate_stages(project):
         assert (project / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("params, message", [
-    ("train: {epochs: 3, lr_stepp: 5}", r"train: unknown key\(s\) \['lr_stepp'\]; accepted: .*'lr_step'"),
-    ("train: {epochs: three}", r"train.epochs must be int, got 'three'"),
-    ("train: {batch_size: 0}", r"train.batch_size must be positive"),
-    ("models: {av_att: {hidden: 3}}", r"models.av_att: unknown key\(s\) \['hidden'\]; accepted: "
-                                      r"\['cell', 'hidden_dim', 'hidden_size'\]"),
-    ("models: {av_att: {cell: rnn}}", r"models.av_att.cell must be 'lstm' \| 'gru', got 'rnn'"),
-    ("models: {av_att_gru: {cell: lstm}}\nmodel: av_att_gru", r"models.av_att_gru: unknown key\(s\) \['cell'\]"),
-    ("model: transformer", r"unknown model 'transformer'; choose one of av_att, "),
-    ("train: {patience: 0}", r"train.patience must be positive or null \(off\), got 0"),
-    ("train: {patience: 2.5}", r"train.patience must be int \| None, got 2.5"),
-    ("train: {loss: ce}", r"train.loss must be 'reference' \| 'cross_entropy', got 'ce'"),
-    ("train: {precision: fp16}", r"train.precision must be 'fp32' \| 'bf16', got 'fp16'"),
-    ("train: {device: gpu}", r"train.device must be auto \| cpu \| cuda \| cuda:N, got 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ("train: {epochs: 3, lr_stepp: 5}", r"train: unknown key\(s\) \['lr_stepp'\]; accepted: .*'lr_step'"),
+        ("train: {epochs: three}", r"train.epochs must be int, got 'three'"),
+        ("train: {batch_size: 0}", r"train.batch_size must be positive"),
+        (
+            "models: {av_att: {hidden: 3}}",
+            r"models.av_att: unknown key\(s\) \['hidden'\]; accepted: "
+            r"\['cell', 'hidden_dim', 'hidden_size'\]",
+        ),
+        ("models: {av_att: {cell: rnn}}", r"models.av_att.cell must be 'lstm' \| 'gru', got 'rnn'"),
+        ("models: {av_att_gru: {cell: lstm}}\nmodel: av_att_gru", r"models.av_att_gru: unknown key\(s\) \['cell'\]"),
+        ("model: transformer", r"unknown model 'transformer'; choose one of av_att, "),
+        ("train: {patience: 0}", r"train.patience must be positive or null \(off\), got 0"),
+        ("train: {patience: 2.5}", r"train.patience must be int \| None, got 2.5"),
+        ("train: {loss: ce}", r"train.loss must be 'reference' \| 'cross_entropy', got 'ce'"),
+        ("train: {precision: fp16}", r"train.precision must be 'fp32' \| 'bf16', got 'fp16'"),
+        ("train: {device: gpu}", r"train.device must be auto \| cpu \| cuda \| cuda:N, got 'gpu'"),
+    ],
+)
 def test_bad_params_stop_the_stage_naming_the_key(project, capsys, params, message):
     import re
+
     import yaml
+
     cfg = yaml.safe_load(PARAMS)
     for k, v in yaml.safe_load(params).items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
@@ -154,6 +166,7 @@ def _run(data, recipe, **kw):
     def hook(epoch, model, row):
         states[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
         states[epoch]["val/acc"] = torch.tensor(row["val/acc"])
+
     model, summary = train.train_one("av_att", SMALL, data, recipe, 0, None, progress=False, on_epoch=hook, **kw)
     return model, summary, states
 
@@ -201,7 +214,9 @@ def test_a_seed_stopped_before_it_ever_improved_is_flagged(project, capsys):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     _, s, _ = _run(data, train.Recipe(epochs=15, batch_size=8, lr=1e-12, patience=3))  # too small to move
     assert (s["best_epoch"], s["stop_epoch"]) == (0, 3)
-    assert "av_att seed 0 stopped at epoch 3 (patience 3) without ever beating its first epoch" in capsys.readouterr().out
+    assert (
+        "av_att seed 0 stopped at epoch 3 (patience 3) without ever beating its first epoch" in capsys.readouterr().out
+    )
     _, s, _ = _run(data, train.Recipe(epochs=15, batch_size=8, patience=3, loss="cross_entropy"))
     assert 0 < s["best_epoch"] and s["stop_epoch"] < 14  # improved, then stopped: no warning
     assert "without ever beating" not in capsys.readouterr().out
@@ -211,12 +226,14 @@ def test_cross_entropy_loss_learns_from_logits(project):
     logits, labels = torch.randn(2, 10, 3), torch.eye(3)[torch.randint(0, 3, (2, 10))]
     by_hand = -(labels * logits.log_softmax(-1)).sum(-1).mean()
     assert torch.allclose(train.cross_entropy(logits, labels), by_hand)
-    assert torch.allclose(train.reference_loss(logits, labels),
-                          torch.nn.MultiLabelSoftMarginLoss()(logits.softmax(-1), labels))
+    assert torch.allclose(
+        train.reference_loss(logits, labels), torch.nn.MultiLabelSoftMarginLoss()(logits.softmax(-1), labels)
+    )
     data = train.load_data(DATASET, AUDIO, VISUAL)
     log = Log()
-    _, summary = train.train_one("av_att", {}, data, train.Recipe(epochs=8, batch_size=8, loss="cross_entropy"),
-                                 0, log, progress=False)
+    _, summary = train.train_one(
+        "av_att", {}, data, train.Recipe(epochs=8, batch_size=8, loss="cross_entropy"), 0, log, progress=False
+    )
     loss = [v for _, k, v in log.rows if k == "seed0/train/loss"]
     assert loss[-1] < 0.5 * loss[0] and summary["val_acc"] > 0.7
 
@@ -224,13 +241,21 @@ def test_cross_entropy_loss_learns_from_logits(project):
 def test_bf16_training_keeps_fp32_weights_and_learns(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     log = Log()
-    model, summary = train.train_one("dmrn", SMALL, data, train.Recipe(epochs=6, batch_size=8, precision="bf16",
-                                                                        loss="cross_entropy"), 0, log, progress=False)
+    model, summary = train.train_one(
+        "dmrn",
+        SMALL,
+        data,
+        train.Recipe(epochs=6, batch_size=8, precision="bf16", loss="cross_entropy"),
+        0,
+        log,
+        progress=False,
+    )
     assert all(p.dtype == torch.float32 for p in model.parameters())
     loss = [v for _, k, v in log.rows if k == "seed0/train/loss"]
     assert all(np.isfinite(loss)) and loss[-1] < loss[0]
-    fp32 = train.train_one("dmrn", SMALL, data, train.Recipe(epochs=6, batch_size=8, loss="cross_entropy"),
-                           0, None, progress=False)[0]
+    fp32 = train.train_one(
+        "dmrn", SMALL, data, train.Recipe(epochs=6, batch_size=8, loss="cross_entropy"), 0, None, progress=False
+    )[0]
     assert not _same(model.state_dict(), fp32.state_dict())  # the steps really ran in bf16
 
 

@@ -1,0 +1,3 @@
+from avcache.cli import main
+
+main()

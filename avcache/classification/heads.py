@@ -1,0 +1,365 @@
+"""Clip classification on cached per-second features: heads, and the official-fold protocol.
+
+Heads (``model``, options under ``models.<name>``):
+
+- ``linear``: a linear probe, logistic regression (scikit-learn, lbfgs) on the clip embedding;
+- ``mlp``: HEAR's downstream model: one hidden layer, dropout, Adam, early stopping on the
+  validation fold;
+- ``temporal``: a bidirectional GRU over the clip's valid seconds, mean-pooled.
+
+The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions).
+Protocol: each official test fold is tested once; validation is the next fold (or, where the
+dataset has one test fold, a tenth of the training sources), never the test fold; training uses
+the other folds. Standardisation and the optional PCA are fitted per fold on that fold's
+training clips only. Every seed trains every fold; the test predictions are saved for
+``evaluate``, which computes the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avcache.contract.cache import read_features, read_provenance, read_valid
+from avcache.contract.dataset import Dataset
+from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.contract.params import ParamsError, check_call
+
+
+@dataclass
+class Fold:
+    test_fold: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def plan_folds(ds: Dataset, usable: np.ndarray | None = None) -> list[Fold]:
+    """The train / val / test rows of every official test fold; no source in two of them."""
+    usable = np.ones(len(ds.video_ids), bool) if usable is None else usable
+    folds, groups = ds.folds, np.array(ds.groups)
+    tests = ds.test_folds
+    if not tests:
+        raise ParamsError("the dataset has no test fold: clip heads need a dataset with folds")
+    plans = []
+    for k, fold in enumerate(tests):
+        test = np.flatnonzero((folds == fold) & usable)
+        rest = (folds >= 0) & (folds != fold) & usable
+        if len(tests) >= 3:
+            val_fold = tests[(k + 1) % len(tests)]
+            val, train = np.flatnonzero(rest & (folds == val_fold)), np.flatnonzero(rest & (folds != val_fold))
+        else:  # one test fold (DCASE): a tenth of the training sources, chosen by their names
+            held = np.array([int(hashlib.sha256(g.encode()).hexdigest()[:8], 16) % 10 == 0 for g in groups])
+            val, train = np.flatnonzero(rest & held), np.flatnonzero(rest & ~held)
+        plans.append(Fold(fold, train, val, test))
+    return plans
+
+
+def _regions_mean(x: np.ndarray) -> np.ndarray:
+    """[N, T, d] or [N, T, h, w, c] -> [N, T, d]."""
+    return x.reshape(x.shape[0], x.shape[1], -1, x.shape[-1]).mean(2) if x.ndim == 5 else x
+
+
+def load_inputs(ds: Dataset, caches: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(per-second features [N, T, D], valid-seconds mask [N, T], usable rows [N]) of the caches,
+    concatenated along D; a clip that failed in any cache is not usable."""
+    feats, usable = [], np.ones(len(ds.video_ids), bool)
+    for path in caches:
+        feats.append(_regions_mean(read_features(path, ds)).astype(np.float32))
+        usable &= read_valid(path, ds)[0]
+    mask = np.arange(feats[0].shape[1])[None, :] < ds.seconds[:, None]
+    return np.concatenate(feats, -1), mask, usable
+
+
+class Transform:
+    """Standardisation and an optional PCA, fitted on one fold's training clips."""
+
+    def __init__(self, x: np.ndarray, mask: np.ndarray, pca: int | None):
+        v = x[mask].astype(np.float64)
+        self.mean, self.std = v.mean(0), v.std(0) + 1e-6
+        self.components = None
+        if pca:
+            z = (v - self.mean) / self.std
+            if pca > z.shape[1]:
+                raise ParamsError(f"params.yaml: pca: {pca} components, but the features have {z.shape[1]}")
+            evals, evecs = np.linalg.eigh(z.T @ z / len(z))
+            comps = evecs[:, np.argsort(evals)[::-1][:pca]].T
+            self.components = comps * np.sign(comps[np.arange(pca), np.abs(comps).argmax(1)])[:, None]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.mean) / self.std
+        return (z @ self.components.T if self.components is not None else z).astype(np.float32)
+
+
+def clip_embedding(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+
+
+class Linear:
+    """Logistic regression on the clip embedding (one-vs-rest when the task is multi-label)."""
+
+    def __init__(
+        self,
+        c: float = 1.0,
+        max_iter: int = 2000,
+        inputs: Literal["audio", "visual", "both"] = "audio",
+        pca: int | None = None,
+    ):
+        self.c, self.max_iter = c, max_iter
+
+    def fit(self, x, mask, y, val, seed, multi_label, log):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        model = LogisticRegression(C=self.c, max_iter=self.max_iter, random_state=seed)
+        self.model = OneVsRestClassifier(model) if multi_label else model
+        self.model.fit(clip_embedding(x, mask), y if multi_label else y.argmax(1))
+        self.n_classes, self.multi_label, self.best_epoch = y.shape[1], multi_label, 0
+        return self
+
+    def predict(self, x, mask) -> np.ndarray:
+        proba = self.model.predict_proba(clip_embedding(x, mask))
+        if self.multi_label:
+            return proba.astype(np.float32)
+        out = np.zeros((len(x), self.n_classes), np.float32)  # a class absent from training: 0
+        out[:, self.model.classes_] = proba
+        return out
+
+
+class _Torch:
+    """Shared by the neural heads: Adam, minibatches, early stopping on validation loss."""
+
+    def __init__(
+        self, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 20, dropout: float = 0.1
+    ):
+        self.lr, self.batch_size, self.max_epochs, self.patience, self.dropout = (
+            lr,
+            batch_size,
+            max_epochs,
+            patience,
+            dropout,
+        )
+
+    def fit(self, x, mask, y, val, seed, multi_label, log):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        gen = torch.Generator().manual_seed(seed)
+        self.multi_label = multi_label
+        self.net = self.build(x.shape[-1], y.shape[1])
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
+        target = torch.from_numpy(y.astype(np.float32)) if multi_label else torch.from_numpy(y.argmax(1))
+        xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
+        vx, vm, vy = (torch.from_numpy(a) for a in val)
+        vtarget = vy.float() if multi_label else vy.argmax(1)
+        best, best_state, self.best_epoch, waited = float("inf"), None, -1, 0
+        for epoch in range(self.max_epochs):
+            self.net.train()
+            order = torch.randperm(len(xt), generator=gen)
+            for b in range(0, len(order), self.batch_size):
+                i = order[b : b + self.batch_size]
+                loss = loss_fn(self.net(xt[i], mt[i]), target[i])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.net.eval()
+            with torch.no_grad():
+                val_loss = loss_fn(self.net(vx, vm), vtarget).item()
+            log(epoch, val_loss)
+            if val_loss < best:
+                best, self.best_epoch, waited = val_loss, epoch, 0
+                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.net.load_state_dict(best_state)
+        return self
+
+    def predict(self, x, mask) -> np.ndarray:
+        self.net.eval()
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(x), torch.from_numpy(mask))
+        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).numpy()
+
+
+class MLP(_Torch):
+    """HEAR's downstream MLP on the clip embedding: Linear-ReLU-Dropout, then the class layer."""
+
+    def __init__(
+        self,
+        hidden: int = 1024,
+        dropout: float = 0.1,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        max_epochs: int = 500,
+        patience: int = 20,
+        inputs: Literal["audio", "visual", "both"] = "audio",
+        pca: int | None = None,
+    ):
+        super().__init__(lr, batch_size, max_epochs, patience, dropout)
+        self.hidden = hidden
+
+    def build(self, d, c):
+        mlp = nn.Sequential(nn.Linear(d, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, c))
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.mlp = mlp
+
+            def forward(self, x, mask):
+                m = mask.unsqueeze(-1).float()
+                return self.mlp((x * m).sum(1) / m.sum(1).clamp(min=1))
+
+        return Net()
+
+
+class Temporal(_Torch):
+    """A bidirectional GRU over the valid seconds, outputs mean-pooled over them, a class layer."""
+
+    def __init__(
+        self,
+        hidden: int = 128,
+        dropout: float = 0.1,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        max_epochs: int = 200,
+        patience: int = 20,
+        inputs: Literal["audio", "visual", "both"] = "audio",
+        pca: int | None = None,
+    ):
+        super().__init__(lr, batch_size, max_epochs, patience, dropout)
+        self.hidden = hidden
+
+    def build(self, d, c):
+        hidden, dropout = self.hidden, self.dropout
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gru = nn.GRU(d, hidden, batch_first=True, bidirectional=True)
+                self.drop = nn.Dropout(dropout)
+                self.out = nn.Linear(2 * hidden, c)
+
+            def forward(self, x, mask):
+                lengths = mask.sum(1).clamp(min=1).cpu()
+                packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                h, _ = self.gru(packed)
+                h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+                m = mask.unsqueeze(-1).float()
+                return self.out(self.drop((h * m).sum(1) / m.sum(1).clamp(min=1)))
+
+        return Net()
+
+
+HEADS = {"linear": Linear, "mlp": MLP, "temporal": Temporal}
+
+
+def check_options(name: str, options: dict | None) -> dict:
+    if name not in HEADS:
+        raise ParamsError(
+            f"params.yaml: model {name!r} is not a clip head; a clip dataset takes one of {', '.join(HEADS)}"
+        )
+    return check_call(HEADS[name], options, f"models.{name}")
+
+
+def train_clips(
+    name: str,
+    options: dict,
+    seeds: list[int],
+    ds: Dataset,
+    audio: Path,
+    visual: Path,
+    models_dir: Path,
+    live_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips,
+    predict its test clips. Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
+    inputs, pca = options.get("inputs", "audio"), options.get("pca")
+    caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
+    x, mask, usable = load_inputs(ds, caches)
+    plans = plan_folds(ds, usable)
+    head_options = {k: v for k, v in options.items() if k not in ("inputs", "pca")}
+    n, c = len(ds.video_ids), ds.labels.shape[1]
+    test_probs = np.full((len(seeds), n, c), np.nan, np.float32)
+    val_probs = np.full((len(seeds), len(plans), n, c), np.nan, np.float32)
+    summary = []
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    bar = tqdm(total=len(seeds) * len(plans), desc=f"{name} folds", disable=not progress)
+    for si, seed in enumerate(seeds):
+        for fi, fold in enumerate(plans):
+            t = Transform(x[fold.train], mask[fold.train], pca)
+            xs = t(x)
+            curve = []
+            head = HEADS[name](**head_options, inputs=inputs, pca=pca).fit(
+                xs[fold.train],
+                mask[fold.train],
+                ds.labels[fold.train],
+                (xs[fold.val], mask[fold.val], ds.labels[fold.val]),
+                seed,
+                ds.multi_label,
+                lambda e, v, curve=curve: curve.append((e, v)),
+            )
+            test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
+            val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
+            if live is not None:
+                for e, v in curve:
+                    live.step = e
+                    live.log_metric(f"fold{fold.test_fold}/seed{seed}/val/loss", v)
+            summary.append(
+                {
+                    "seed": seed,
+                    "test_fold": fold.test_fold,
+                    "best_epoch": head.best_epoch,
+                    "train": len(fold.train),
+                    "val": len(fold.val),
+                    "test": len(fold.test),
+                }
+            )
+            bar.update(1)
+    bar.close()
+    if live is not None:
+        live.end()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        models_dir / "clips.npz",
+        lambda f: np.savez(
+            f,
+            test_probs=test_probs,
+            val_probs=val_probs,
+            seeds=np.array(seeds),
+            test_folds=np.array([p.test_fold for p in plans]),
+            usable=usable,
+        ),
+    )
+    info = {
+        "task": "clips",
+        "model": name,
+        "options": options,
+        "inputs": inputs,
+        "caches": {
+            m: {"path": str(p), "name": read_provenance(p).get("name")}
+            for m, p in (("audio", audio), ("visual", visual))
+            if p in caches
+        },
+        "runs": summary,
+    }
+    atomic_write_text(models_dir / "training.json", json.dumps(info, indent=2) + "\n")
+    return info

@@ -1,0 +1,47 @@
+"""``avcache <command>``: one entry point for every stage, the way ``dvc`` itself works.
+
+Each command is a module's ``main(argv)``; the CPU kernels are pinned (``avcache.kernels``)
+before that module, and so numpy, torch or TensorFlow, is imported. ``dvc.yaml`` runs these.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, kernels: "portable" for anything that writes a cache, "training" keeps MKL's fast branch)
+COMMANDS = {
+    "lineage": ("avcache.lineage", None, "write lineage/<stage>.json: the code each stage runs"),
+    "demo": ("avcache.datasets.demo", "portable", "generate the embedded AVE demo (`demo clips`: the clip demo)"),
+    "dataset": ("avcache.datasets.stage", "portable", "read a dataset into features/dataset.h5"),
+    "extract": ("avcache.extraction.stage", "portable", "run one extractor over the dataset into its cache"),
+    "plan": ("avcache.extraction.plan", "portable", "estimate an extraction's time, FLOPs and disk"),
+    "train": ("avcache.localization.train", "training", "train the selected model on a pair of caches"),
+    "evaluate": ("avcache.localization.evaluate", "training", "evaluate trained models on the test split or folds"),
+    "attention": ("avcache.localization.attention", "training", "draw attention maps on test videos"),
+    "report": ("avcache.report", None, "an experiment report from `dvc exp` results"),
+    "share": ("avcache.share", None, "push or pull caches to or from the lab's DVC remote"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "usage: avcache <command> [options]   (avcache <command> --help)\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        sys.exit(f"avcache: unknown command {command!r}\n\n{usage()}")
+    module, kernels, _ = COMMANDS[command]
+    if kernels:
+        from avcache.kernels import pin
+
+        pin(mkl_compatible=kernels == "portable")
+    sys.argv = [f"avcache {command}", *rest]
+    importlib.import_module(module).main(rest)

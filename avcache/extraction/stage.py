@@ -1,0 +1,514 @@
+"""The extraction stage: one extractor over every video of the dataset, into one HDF5 cache.
+
+    python -m avcache extract audio musicnn --dataset features/dataset.h5 --out features/audio/musicnn.h5
+    # reads params.yaml `extractors.musicnn` and `extract`
+
+Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
+Where the model runs (``extract.device``, ``extract.precision``) and what computes the rows
+(``avcache.extraction.engine``: ``local`` with ``decode_workers`` processes decoding ahead, or ``ray``
+actors on a cluster; ``avcache/extraction/engine.py``) change neither the rows nor how they are kept.
+Every finished video is saved at once in a work folder beside the cache, so a killed stage
+resumes where it stopped, and a video that cannot be decoded is recorded and skipped instead of
+stopping the others. When all videos are done, a reduction fitted on data (``pca``) is fitted on
+the training split's rows, the cache is written under a temporary name and renamed into place,
+a report of every failed or altered video is written beside it, and the work folder is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import av
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from avcache import kernels, lineage, media
+from avcache import runtime as rt
+from avcache.contract import params as P
+from avcache.contract.cache import CacheWriter, Storage
+from avcache.contract.dataset import Dataset, DatasetError, read_dataset
+from avcache.contract.io import atomic_write
+from avcache.extraction import engine, extractors
+from avcache.extraction.reduce import Reduction, make_reduction
+from avcache.media import MediaError
+
+POLICIES = ("stop", "exclude", "mask")
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class RayParams:
+    """params.yaml ``extract.ray``: where the Ray engine runs and how big its actors are."""
+
+    address: str | None = None  # null: a local Ray instance; "auto" or ray://host:10001: a cluster
+    cpus_per_worker: float = 2  # CPUs each actor reserves (decoding, and the model on CPU)
+    workers: int | None = None  # null: one per GPU (device cuda) or per cpus_per_worker CPUs
+    decode_workers: int = 1  # decode processes inside each actor (0: decode in the actor's threads)
+    max_retries: int = 3  # times a video is retried on a restarted actor after its worker died
+
+    def check(self, where):
+        if (
+            self.cpus_per_worker <= 0
+            or (self.workers is not None and self.workers < 1)
+            or self.decode_workers < 0
+            or self.max_retries < 0
+        ):
+            raise P.ParamsError(
+                f"params.yaml: {where}: cpus_per_worker and workers must be positive, "
+                f"decode_workers and max_retries at least 0, got {self.__dict__}"
+            )
+
+
+@dataclass
+class ExtractParams:
+    """params.yaml ``extract``: options shared by every extraction stage."""
+
+    on_failure: Literal["mask", "exclude", "stop"] = "mask"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    engine: Literal["local", "ray"] = "local"
+    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
+    ray: dict | None = None  # RayParams
+
+    def check(self, where):
+        if not isinstance(self.device, str) or not rt.DEVICE_PATTERN.match(self.device):
+            raise P.ParamsError(f"params.yaml: {where}.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
+            raise P.ParamsError(
+                f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
+                f"of processes, got {self.decode_workers!r}"
+            )
+        self.decode_workers = engine.decode_workers(self.decode_workers)
+        self.ray = P.from_params(RayParams, self.ray, f"{where}.ray")
+
+
+class StageError(RuntimeError):
+    """The stage cannot publish a cache; the message says why and what to do."""
+
+
+def code_sha256(name: str) -> str:
+    """Hash of exactly the project files the stage extracting ``name`` runs (avcache.lineage)."""
+    return lineage.fingerprint(f"extract/{name}")["sha256"]
+
+
+def video_path(videos: str | Path, vid: str, relative: str | None = None) -> Path:
+    """A video's file: found by id (AVE), or the dataset's own path for it (clip datasets)."""
+    if relative is None:
+        return media.find_video(videos, vid)
+    path = Path(videos) / relative
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    return path
+
+
+def video_stamp(videos: str | Path, vid: str, relative: str | None = None) -> str:
+    """The stamp of the file a video resolves to; a failed lookup fails the video later, not here."""
+    try:
+        return file_stamp(video_path(videos, vid, relative))
+    except MediaError:
+        return "missing"
+
+
+def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarray, dict, list[str]]:
+    """Per-second features [10, ...] of one video, what decoding did (numbers) and notes for people.
+
+    A pure function of the file and the configuration."""
+    return engine.finish(extractor, reduction, extractor.decode(path))[1:]
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time: a row is reused only while its video file is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+class WorkStore:
+    """Finished per-video results of one extraction configuration, one file each, written atomically.
+
+    Rows are kept across runs (a killed stage resumes); failures are kept only within a run, so
+    a video that was fixed or replaced is tried again.
+    """
+
+    def __init__(self, out: Path, key: str):
+        self.dir = out.parent / f".{out.stem}.work-{key}"
+        for stale in out.parent.glob(f".{out.stem}.work-*"):
+            if stale != self.dir:  # another configuration's leftovers can never be resumed
+                shutil.rmtree(stale, ignore_errors=True)
+        (self.dir / "rows").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir / "failed", ignore_errors=True)
+        (self.dir / "failed").mkdir()
+
+    def _row(self, i):
+        return self.dir / "rows" / f"{i:06d}.npz"
+
+    def _fail(self, i):
+        return self.dir / "failed" / f"{i:06d}.json"
+
+    def done(self, i: int, stamp: str) -> bool:
+        if self._fail(i).exists():
+            return True
+        if not self._row(i).exists():
+            return False
+        with np.load(self._row(i)) as z:
+            return str(z["stamp"]) == stamp
+
+    def put(self, i: int, row: np.ndarray, facts: dict, notes: list[str], stamp: str) -> None:
+        atomic_write(
+            self._row(i),
+            lambda f: np.savez(
+                f, row=row, facts=np.array(json.dumps(facts)), notes=np.array(json.dumps(notes)), stamp=np.array(stamp)
+            ),
+        )
+
+    def fail(self, i: int, reason: str) -> None:
+        atomic_write(self._fail(i), lambda f: f.write(json.dumps({"reason": reason}).encode()))
+
+    def get(self, i: int) -> tuple[np.ndarray, dict, list[str]]:
+        with np.load(self._row(i)) as z:
+            return z["row"], json.loads(str(z["facts"])), json.loads(str(z["notes"]))
+
+    def meta(self, i: int) -> tuple[dict, list[str]]:
+        """(facts, notes) of a saved row, without loading its features."""
+        with np.load(self._row(i)) as z:
+            return json.loads(str(z["facts"])), json.loads(str(z["notes"]))
+
+    def failure(self, i: int) -> str | None:
+        p = self._fail(i)
+        return json.loads(p.read_text())["reason"] if p.exists() else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def work_key(
+    modality: str, name: str, options: dict, reduction_cfg, dataset: Dataset, videos, runtime: dict | None = None
+) -> str:
+    """Everything a finished row depends on besides its video file (the device kind and the
+    precision too: a resumed run does not mix rows computed differently)."""
+    parts = [modality, name, options, reduction_cfg, code_sha256(name), dataset.order_sha256, str(videos)]
+    if dataset.max_seconds != 10:
+        parts.append(dataset.max_seconds)
+    if runtime and runtime != rt.describe("cpu", "fp32"):
+        parts.append(runtime)  # the CPU in fp32 keeps the keys work folders had before
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".report.json")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if the output folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StageError(f"cannot write to {folder} ({e.strerror or e}); make it writable and re-run") from None
+
+
+class LocalEngine:
+    """The model in this process; decoding here (``decode_workers: 0``) or in worker processes."""
+
+    def __init__(
+        self, name: str, options: dict, reduction: Reduction, device: str, precision: str, decode_workers: int
+    ):
+        self.extractor = extractors.create(name, options, device, precision)
+        self.reduction, self.decode_workers = reduction, decode_workers
+        self.describe, self.decoding = self.extractor.describe(), self.extractor.decoding()
+        self.runtime = self.extractor.runtime()
+
+    def results(self, tasks):
+        return engine.run_local(self.extractor, self.reduction, tasks, self.decode_workers)
+
+    def about(self) -> str:
+        how = f"{self.decode_workers} decode workers" if self.decode_workers else "serial"
+        return f"local engine ({how}), {self.extractor.device}, {self.runtime['precision']}"
+
+    def close(self):
+        pass
+
+
+def open_engine(name, options, reduction, reduction_cfg, device, precision, engine_name, decode_workers, ray):
+    if engine_name == "ray":
+        from avcache.extraction import engine_ray
+
+        try:
+            return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
+        except engine_ray.RayMissing as e:
+            raise StageError(str(e)) from None
+    if engine_name != "local":
+        raise ValueError(f"avcache.extraction.engine must be one of {ENGINES}, got {engine_name!r}")
+    return LocalEngine(name, options, reduction, device, precision, engine.decode_workers(decode_workers))
+
+
+def run(
+    modality: str,
+    name: str,
+    options: dict,
+    dataset: Dataset,
+    videos: str | Path,
+    out: Path,
+    progress: bool = True,
+    on_failure: str = "mask",
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    engine: str = "local",
+    decode_workers: int | str = "auto",
+    ray: RayParams | dict | None = None,
+) -> Path:
+    """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
+
+    ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
+    ``extract`` options; the rows, the report and the published cache do not depend on the
+    engine (nor on its settings)."""
+    if on_failure not in POLICIES:
+        raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
+    if not isinstance(ray, RayParams):
+        ray = P.from_params(RayParams, ray, "extract.ray")
+    out = Path(out)
+    check_writable(out.parent)
+    options = dict(options)
+    reduction_cfg = options.pop("reduction", None)
+    reduction = make_reduction(reduction_cfg)
+    storage = P.from_params(Storage, options.pop("storage", None), f"extractors.{name}.storage")
+    if reduction.needs_fit and not len(dataset.indices("train")):
+        raise P.ParamsError(
+            f"extractors.{name}.reduction is {reduction.method!r}, fitted on the training split, "
+            f"but {dataset.source} has none (a {dataset.kind} dataset with folds): use "
+            "reduction 'mean' or 'none' here and the clip head's `pca` option, which is "
+            "fitted on each fold's training clips"
+        )
+    if extractors.get(name).modality != modality:
+        raise ValueError(f"extractor {name} is {extractors.get(name).modality}, listed under {modality}")
+    backend = open_engine(name, options, reduction, reduction_cfg, device, precision, engine, decode_workers, ray)
+    try:
+        return _run(
+            backend,
+            modality,
+            name,
+            options,
+            reduction,
+            reduction_cfg,
+            dataset,
+            videos,
+            out,
+            progress,
+            on_failure,
+            storage,
+        )
+    finally:
+        backend.close()
+
+
+def _run(
+    backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out, progress, on_failure, storage
+) -> Path:
+    ids = dataset.video_ids
+    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
+    relative = dataset.paths or [None] * len(ids)
+    stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
+    done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
+    if done_before:
+        print(
+            f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
+            file=sys.stderr,
+        )
+    first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
+    for i, vid in enumerate(ids):
+        if work.done(i, stamps[i]):
+            first_row.setdefault(vid, i)
+        elif vid in first_row:
+            copies.setdefault(first_row[vid], []).append(i)
+        else:
+            first_row[vid] = i
+            try:
+                tasks.append(engine.Task(i, vid, video_path(videos, vid, relative[i]), seconds=dataset.max_seconds))
+            except MediaError as e:
+                tasks.append(engine.Task(i, vid, None, str(e)))
+    if tasks:
+        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
+    bar = tqdm(
+        total=len(ids),
+        initial=done_before,
+        desc=f"{modality}/{name}",
+        unit="video",
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+
+    def copy_rows(src: int) -> None:
+        for i in copies.pop(src, []):
+            reason = work.failure(src)
+            if reason is None:
+                work.put(i, *work.get(src), stamps[i])
+            else:
+                work.fail(i, reason)
+            bar.update(1)
+
+    for src in [s for s in copies if work.done(s, stamps[s])]:  # finished in an earlier run
+        copy_rows(src)
+    results = backend.results(tasks)
+    try:
+        for task, result in results:
+            if result[0] == "row":
+                work.put(task.index, *result[1:], stamps[task.index])
+            elif result[0] == "failed":
+                work.fail(task.index, result[1])
+            else:  # not the file's fault: stop, naming the video, keep the rest
+                print(result[2], file=sys.stderr, end="")
+                path = task.path or Path(videos) / task.video
+                raise StageError(
+                    f"video {task.video} ({path}): {result[1]}. Finished videos are "
+                    f"kept in {work.dir}; fix the cause and re-run"
+                )
+            bar.update(1)
+            copy_rows(task.index)
+    finally:
+        results.close()
+    bar.close()
+
+    failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
+    notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
+    write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
+    if failed:
+        print(
+            f"{modality}/{name}: {len(failed)} of {len(ids)} videos failed (policy {on_failure}); "
+            f"see {report_path(out)}",
+            file=sys.stderr,
+        )
+    if failed and on_failure == "stop":
+        raise StageError(
+            f"{len(failed)} videos failed and extract.on_failure is 'stop': see "
+            f"{report_path(out)}. The other videos are kept in {work.dir}; fix or remove "
+            "the failed ones (or choose 'exclude' / 'mask') and re-run"
+        )
+    valid = np.array([i not in failed for i in range(len(ids))])
+    if not valid.any():
+        raise StageError(f"every video failed; see {report_path(out)}")
+    if reduction.needs_fit:
+        fit_rows = [i for i in dataset.indices("train") if valid[i]]
+        reduction.fit(work.get(i)[0] for i in fit_rows)
+    first = work.get(int(np.flatnonzero(valid)[0]))[0]
+    shape = (first if reduction.per_video else reduction(first)).shape
+    code = lineage.fingerprint(f"extract/{name}")
+    provenance = {
+        **backend.describe,
+        "name": name,
+        "modality": modality,
+        "decoding": backend.decoding,
+        **backend.runtime,
+        "reduction": reduction.describe(),
+        "fit_split": "train" if reduction.needs_fit else None,
+        "per_second": "mean of the frames whose time is in [t, t+1)",
+        "failure_policy": on_failure,
+        "failed_videos": len(failed),
+        "code_sha256": code["sha256"],
+        "code_files": code["files"],
+        "kernels": kernels.describe(),
+        "dataset_order_sha256": dataset.order_sha256,
+        "versions_io": {
+            "numpy": np.__version__,
+            "h5py": h5py.__version__,
+            "av": av.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    with CacheWriter(out, ids, shape, provenance, storage) as writer:
+        for i in range(len(ids)):
+            if valid[i]:
+                row, facts, _ = work.get(i)
+                writer.write(i, row if reduction.per_video else reduction(row), facts)
+            else:
+                writer.write(i, np.zeros(shape, np.float32))
+        writer.set_valid(valid, on_failure)
+        writer.save_state("reduction", reduction.state())
+    work.remove()
+    return out
+
+
+def write_report(
+    path: Path,
+    modality: str,
+    name: str,
+    ids: list[str],
+    failed: dict[int, str],
+    altered: dict[int, tuple[dict, list[str]]],
+    policy: str,
+) -> None:
+    """Every failed or altered video and why, beside the cache (JSON, for people and scripts)."""
+    report = {
+        "extractor": name,
+        "modality": modality,
+        "videos": len(ids),
+        "policy": policy,
+        "failed": [{"row": i, "video": ids[i], "reason": r} for i, r in sorted(failed.items())],
+        "altered": [
+            {"row": i, "video": ids[i], "file": facts.get("file"), "what": n}
+            for i, (facts, n) in sorted(altered.items())
+        ],
+    }
+    atomic_write(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("modality", choices=["audio", "visual"])
+    ap.add_argument("name", help="a registered extractor (params.yaml extractors.<name> holds its options)")
+    ap.add_argument("--dataset", required=True, help="the dataset file (features/dataset.h5)")
+    ap.add_argument("--out", required=True, help="the cache to write (features/<modality>/<name>.h5)")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    try:
+        cfg = P.load()
+        stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
+        settings = {
+            "device": stage.device,
+            "precision": stage.precision,
+            "engine": stage.engine,
+            "decode_workers": stage.decode_workers,
+            "ray": stage.ray,
+        }
+        options = P.section(cfg, f"extractors.{a.name}")
+        dataset = read_dataset(a.dataset)
+        cls = extractors.get(a.name)
+        if hasattr(cls, "import_cache"):  # released features: nothing to decode
+            cls.import_cache(dataset, dataset.videos, out)
+        else:
+            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure, **settings)
+    except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
+        raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
+    except OSError as e:
+        what = {
+            errno.ENOSPC: "the disk is full",
+            errno.EFBIG: "a file grew past the size limit",
+            errno.EACCES: "permission denied",
+            errno.EROFS: "the file system is read-only",
+        }
+        raise SystemExit(
+            f"extract {a.modality}/{a.name}: cannot write {e.filename or out.parent} "
+            f"({what.get(e.errno, e.strerror or e)}). Free space or fix permissions and re-run "
+            "`dvc repro`: finished videos are kept and will not be recomputed."
+        ) from None
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

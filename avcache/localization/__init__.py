@@ -1,0 +1,5 @@
+"""Audio-visual event localization (AVE): AV-att and DMRN models trained on cached features."""
+
+from avcache.kernels import pin
+
+pin(mkl_compatible=False)  # before numpy and torch load: portable kernels but MKL's fast branch

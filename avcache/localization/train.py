@@ -1,0 +1,438 @@
+"""Train one model per seed on a pair of cached features; keep the checkpoint best on val.
+
+    python -m avcache train --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
+        --visual features/visual/efficientnet.h5 --models models --live dvclive
+    # reads params.yaml `model`, `models.<model>` and `train`
+
+The caches are loaded once and moved to the training device (``train.device``) once; batches
+are row gathers there. The recipe defaults are the reference's: Adam(1e-3), StepLR stepped per
+iteration (15000 iterations, x0.1), batch 64 with the last partial batch dropped, 300 epochs,
+MultiLabelSoftMarginLoss on the softmax outputs, fp32. Unlike the reference (which "validated" on
+the test split), checkpoints are selected on the validation split; test is never looked at here.
+``train.patience`` stops a seed once val accuracy has not improved for that many epochs: the run
+is then exactly the first epochs of the full run (nothing else depends on it), and the selected
+checkpoint is the best on val among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from avcache.contract import params as P
+from avcache.contract.cache import CacheError, read_provenance
+from avcache.contract.dataset import DatasetError, read_dataset
+from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.contract.pair import load_pair
+from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
+
+
+@dataclass
+class Recipe:
+    """params.yaml ``train``; the defaults are the reference recipe for AVE."""
+
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_step: int = 15000  # iterations
+    lr_gamma: float = 0.1
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the training steps only
+    patience: int | None = None  # epochs without a val improvement before a seed stops; None: never
+    loss: Literal["reference", "cross_entropy"] = "reference"
+
+    def check(self, where: str) -> None:
+        for k in ("epochs", "batch_size", "lr", "lr_step", "lr_gamma"):
+            if getattr(self, k) <= 0:
+                raise P.ParamsError(f"params.yaml: {where}.{k} must be positive, got {getattr(self, k)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise P.ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
+        if self.patience is not None and self.patience <= 0:
+            raise P.ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
+        resolve_device(self.device)  # a malformed or missing device stops the stage before any work
+
+    def out_of_patience(self, best_epoch: int, epoch: int) -> bool:
+        """After ``epoch``, has val accuracy gone ``patience`` epochs without improving?"""
+        return self.patience is not None and epoch - best_epoch >= self.patience
+
+
+def reference_loss(logits, labels):
+    """The reference's: MultiLabelSoftMarginLoss on the softmax *probabilities* (weak gradients)."""
+    return F.multilabel_soft_margin_loss(F.softmax(logits, dim=-1), labels)
+
+
+def cross_entropy(logits, labels):
+    """Cross-entropy on the logits against the (one-hot) label distribution of each segment."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(0, 1))
+
+
+LOSSES = {"reference": reference_loss, "cross_entropy": cross_entropy}
+
+
+@dataclass
+class Data:
+    """A pair of caches as tensors on one device: features [N, T, D] and [N, T, R, C], one-hot
+    labels [N, T, C], and the row indices of each split."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    labels: torch.Tensor
+    splits: dict[str, torch.Tensor]
+
+    def split(self, name: str) -> torch.Tensor:
+        return self.splits[name]
+
+    def to(self, device) -> Data:
+        """Everything moved to ``device`` once; training then gathers its batches there."""
+        return Data(
+            self.audio.to(device),
+            self.visual.to(device),
+            self.labels.to(device),
+            {k: v.to(device) for k, v in self.splits.items()},
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.visual.device
+
+    @property
+    def shapes(self) -> dict:
+        return {
+            "audio_dim": self.audio.shape[-1],
+            "visual_dim": self.visual.shape[-1],
+            "regions": self.visual.shape[2],
+            "n_classes": self.labels.shape[-1],
+        }
+
+
+class Batches:
+    """Training batches gathered on the data's device into buffers reused from batch to batch
+    (on the CPU a fresh 64-MB visual batch per step costs page faults)."""
+
+    def __init__(self, data: Data, size: int):
+        self.data = data
+        self.buffers = [
+            torch.empty((size, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            for x in (data.audio, data.visual, data.labels)
+        ]
+
+    def __call__(self, idx: torch.Tensor):
+        return [
+            rows(x, idx, out) for x, out in zip((self.data.audio, self.data.visual, self.data.labels), self.buffers)
+        ]
+
+
+def load_data(dataset, audio, visual) -> Data:
+    pair = load_pair(dataset, audio, visual)
+    return Data(
+        torch.from_numpy(pair.audio),
+        torch.from_numpy(pair.visual),
+        torch.from_numpy(pair.labels),
+        {s: torch.from_numpy(pair.split(s)) for s in ("train", "val", "test")},
+    )
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds every generator; the batch order comes from the returned CPU generator, so it is the
+    same on every device."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    return torch.Generator().manual_seed(seed)
+
+
+def segment_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return (probs.argmax(-1) == labels.argmax(-1).to(probs.device)).float().mean().item()
+
+
+def _load_resume(path: Path | None, device: torch.device):
+    """The saved training state, or None to start fresh (also when the file is unreadable)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=False, map_location=device)
+    except Exception as e:  # never resume from a corrupt file: start this seed over
+        print(f"warning: cannot resume from {path} ({type(e).__name__}: {e}); restarting this seed")
+        return None
+
+
+def train_one(
+    model_name: str,
+    options: dict,
+    data: Data,
+    recipe: Recipe,
+    seed: int,
+    live=None,
+    progress: bool = True,
+    state_path: Path | None = None,
+    on_epoch: Callable[[int, nn.Module, dict], None] | None = None,
+) -> tuple[nn.Module, dict]:
+    """Train with one seed on ``data``'s device; returns the model holding its best-on-val weights,
+    and a summary (best and last epoch, 0-based).
+
+    With ``state_path`` the full training state (weights, optimiser, scheduler, batch-order
+    generator, best so far, history) is saved after every epoch, atomically, and a later call
+    resumes from it; the result is identical to an uninterrupted run. The patience count is
+    ``epoch - best epoch``, so it resumes with them. ``on_epoch(epoch, model, history row)`` is
+    called after each validation (the benchmark's hook).
+    """
+    gen = seed_everything(seed)
+    device = data.device
+    model = build(model_name, **data.shapes, **options).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_gamma)
+    loss_fn = LOSSES[recipe.loss]
+    bf16 = recipe.precision == "bf16"
+    train_idx, val_idx = data.split("train"), data.split("val")
+    n_batches, bs = len(train_idx) // recipe.batch_size, recipe.batch_size
+    if n_batches == 0:
+        raise ValueError(f"{len(train_idx)} training videos: fewer than one batch of {bs}")
+    batches = Batches(data, bs)
+    best = {"val_acc": -1.0, "epoch": -1, "state": None}
+    history, start = [], 0
+    saved = _load_resume(state_path, device)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"].cpu())
+        best, history, start = saved["best"], saved["history"], saved["epoch"] + 1
+    bar = tqdm(
+        range(recipe.epochs),
+        desc=f"{model_name} seed {seed}",
+        unit="epoch",
+        initial=start,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    for epoch in range(start, recipe.epochs):
+        if history and recipe.out_of_patience(best["epoch"], history[-1]["epoch"]):
+            break  # also when resuming a seed that had already stopped
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=gen).to(device)]
+        total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for b in range(n_batches):
+            audio, visual, labels = batches(order[b * bs : (b + 1) * bs])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits, _ = model.logits(audio, visual)
+            loss = loss_fn(logits.float(), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach()
+            correct += (logits.argmax(-1) == labels.argmax(-1)).sum()
+        val_acc = segment_accuracy(predict(model, data.audio, data.visual, val_idx), data.labels[val_idx])
+        if val_acc > best["val_acc"]:
+            best = {
+                "val_acc": val_acc,
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
+        history.append(
+            {
+                "epoch": epoch,
+                "train/loss": total.item() / n_batches,
+                "train/acc": correct.item() / (n_batches * bs * data.labels.shape[1]),
+                "val/acc": val_acc,
+            }
+        )
+        if state_path is not None:
+            state = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "gen": gen.get_state(),
+                "best": best,
+                "history": history,
+                "epoch": epoch,
+            }
+            atomic_write(state_path, lambda f, state=state: torch.save(state, f))
+        if on_epoch is not None:
+            on_epoch(epoch, model, history[-1])
+        bar.update(1)
+        bar.set_postfix(loss=f"{history[-1]['train/loss']:.4f}", val=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
+    bar.close()
+    if live is not None:  # after resuming too, the curves hold every epoch
+        for row in history:
+            live.step = row["epoch"]
+            for k in ("train/loss", "train/acc", "val/acc"):
+                live.log_metric(f"seed{seed}/{k}", row[k])
+    model.load_state_dict(best["state"])
+    if best["epoch"] == 0 and history[-1]["epoch"] < recipe.epochs - 1:
+        print(
+            f"warning: {model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
+            f"{recipe.patience}) without ever beating its first epoch's val accuracy ({best['val_acc']:.4f}): "
+            "it may still be on a trivial prediction. The reference loss can sit on all-background for tens "
+            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy",
+            flush=True,
+        )
+    return model, {
+        "seed": seed,
+        "best_epoch": best["epoch"],
+        "val_acc": best["val_acc"],
+        "stop_epoch": history[-1]["epoch"],
+    }
+
+
+def run_key(model_name: str, options: dict, recipe: Recipe, caches: list[Path]) -> str:
+    """What a resumable run depends on: model, options, recipe and the exact cache contents."""
+    h = hashlib.sha256(json.dumps([model_name, options, asdict(recipe)], sort_keys=True).encode())
+    for path in caches:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """bf16 needs hardware support to pay: stop where there is none on a GPU, warn on a CPU."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise P.ParamsError(
+            f"params.yaml: train.precision is bf16 but {torch.cuda.get_device_name(device)} "
+            "does not support it; use fp32"
+        )
+    if device.type == "cpu":
+        native = (
+            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+            or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        )
+        if not native:
+            print(
+                "warning: train.precision bf16 on this CPU runs emulated bf16 kernels (no AMX/AVX512-BF16): "
+                "expect it to be slower than fp32 (bench/train_speed.py)"
+            )
+        elif os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
+            print(
+                "warning: train.precision bf16 with oneDNN capped at AVX2 by the portable kernels runs emulated "
+                "bf16 kernels (5-6x slower than fp32); this CPU has bf16 units: run with AVCACHE_KERNELS=native "
+                "(1.7x faster than fp32 on an AVX512-BF16 CPU, README: Training speed)"
+            )
+
+
+def train(
+    model_name: str,
+    options: dict,
+    recipe: Recipe,
+    dataset: Path,
+    audio: Path,
+    visual: Path,
+    models_dir: Path,
+    live_dir: Path | None,
+    progress: bool = True,
+) -> list[dict]:
+    """The stage: one checkpoint per seed in ``models_dir`` plus ``training.json``.
+
+    Seeds train one after the other: stacking their parameters (torch.func) gave no gain beyond
+    noise on the CPU, where a step is bound by the visual matrix products and the LSTMs have no
+    vmap rule (torch loops over them); bench/train_speed.py --only seeds measures it.
+    """
+    device = resolve_device(recipe.device)
+    check_precision(device, recipe.precision)
+    data = load_data(dataset, audio, visual).to(device)
+    print(
+        f"train: {model_name} on {device}, {recipe.precision}, loss {recipe.loss}, patience {recipe.patience or 'off'}",
+        flush=True,
+    )
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for old in models_dir.glob("*.pt"):
+        old.unlink()
+    work = models_dir.parent / f".{models_dir.name}.work" / run_key(model_name, options, recipe, [audio, visual])
+    work.mkdir(parents=True, exist_ok=True)
+    caches = {
+        m: {"path": str(p), **{k: read_provenance(p).get(k) for k in ("name", "extractor", "code_sha256")}}
+        for m, p in (("audio", audio), ("visual", visual))
+    }
+    summaries = []
+    from dvclive import Live
+
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if live_dir else None
+    try:
+        for seed in recipe.seeds:
+            model, summary = train_one(
+                model_name, options, data, recipe, seed, live, progress, state_path=work / f"seed{seed}.state.pt"
+            )
+            save_checkpoint(
+                models_dir / f"seed{seed}.pt",
+                model,
+                model_name,
+                options,
+                data.shapes,
+                recipe=asdict(recipe),
+                caches=caches,
+                summary=summary,
+            )
+            summaries.append(summary)
+    finally:
+        if live is not None:
+            live.end()
+    atomic_write_text(
+        models_dir / "training.json",
+        json.dumps(
+            {
+                "model": model_name,
+                "options": options,
+                "caches": caches,
+                "recipe": asdict(recipe),
+                "device": str(device),
+                "seeds": summaries,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return summaries
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, required=True, help="the audio cache")
+    ap.add_argument("--visual", type=Path, required=True, help="the visual cache")
+    ap.add_argument("--models", type=Path, required=True, help="folder for seed<k>.pt and training.json")
+    ap.add_argument("--live", type=Path, help="dvclive folder for the training curves")
+    a = ap.parse_args(argv)
+    try:
+        cfg = P.load()
+        name = cfg.get("model")
+        recipe = P.from_params(Recipe, cfg.get("train"), "train")
+        dataset = read_dataset(a.dataset)
+        if dataset.kind == "clips":  # clip classification: heads, official folds (avcache/classification/heads.py)
+            from avcache.classification import heads
+
+            options = heads.check_options(name, P.section(cfg, f"models.{name}"))
+            heads.train_clips(name, options, recipe.seeds, dataset, a.audio, a.visual, a.models, a.live)
+            return
+        options = check_options(name, P.section(cfg, f"models.{name}"))
+        summaries = train(name, options, recipe, a.dataset, a.audio, a.visual, a.models, a.live)
+    except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
+        raise SystemExit(f"train: {e}") from None
+    for s in summaries:
+        print(
+            f"seed {s['seed']}: best val acc {s['val_acc']:.4f} at epoch {s['best_epoch']} "
+            f"(trained to epoch {s['stop_epoch']})"
+        )
+
+
+if __name__ == "__main__":
+    main()

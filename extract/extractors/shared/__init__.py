@@ -1,1 +1,0 @@
-"""Code shared by several extractors; every extraction stage depends on this folder."""
