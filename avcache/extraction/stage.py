@@ -489,8 +489,9 @@ def main(argv=None) -> None:
         options = P.section(cfg, f"extractors.{a.name}")
         dataset = read_dataset(a.dataset)
         cls = extractors.get(a.name)
-        if hasattr(cls, "import_cache"):  # released features: nothing to decode
+        if hasattr(cls, "import_cache"):  # released features: nothing to decode, nothing can fail
             cls.import_cache(dataset, dataset.videos, out)
+            write_report(report_path(out), a.modality, a.name, dataset.video_ids, {}, {}, stage.on_failure)
         else:
             run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure, **settings)
     except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
