@@ -6,12 +6,17 @@ Where things are (each part depends only on the ones above it):
                        dataset file, the feature caches, the (audio, visual) pair, atomic writes.
                        Depends on nothing else in the project.
 - ``kernels``, ``runtime``: portable CPU kernels; device, precision and determinism, shared by
-                       extraction and training. ``lineage`` (the code each stage runs) and
-                       ``share`` (a lab's DVC remote) are infrastructure.
-- ``datasets/``:       AVE, the clip formats, the embedded demos and the dataset stage.
+                       extraction and training. ``lineage`` (the code each stage runs),
+                       ``tasks`` (the task a dataset file's kind runs) and ``share`` (a lab's DVC
+                       remote) are infrastructure.
+- ``datasets/``:       the AVE format (``ave``), the clip formats (``clips``), the embedded demos and
+                       the dataset stage.
 - ``media``:           decoding audio and video on one media clock.
 - ``extraction/``:     the extractors (registry), reductions, work store, engines, the stage, plan.
-- ``localization/``:   AVE event localization: AV-att / DMRN models, training, evaluation, attention.
-- ``classification/``: clip classification: heads on cached embeddings, the fold protocol, metrics.
-- ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs.
+- ``localization/``:   the AVE task, event localization: AV-att / DMRN models, training, evaluation,
+                       attention.
+- ``classification/``: the clip task, clip classification: heads on cached embeddings, the fold
+                       protocol, training, evaluation (metrics), attention (none: a README says why).
+- ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs; ``train``,
+                       ``evaluate`` and ``attention`` run the task of the dataset file's kind.
 """

@@ -2,6 +2,9 @@
 
 Each command is a module's ``main(argv)``; the CPU kernels are pinned (``avcache.kernels``)
 before that module, and so numpy, torch or TensorFlow, is imported. ``dvc.yaml`` runs these.
+``train``, ``evaluate`` and ``attention`` run the task of the dataset file they are given
+(``--dataset``): event localization for an AVE dataset, clip classification for a clip dataset
+(``avcache.tasks``).
 """
 
 from __future__ import annotations
@@ -9,16 +12,19 @@ from __future__ import annotations
 import importlib
 import sys
 
-# command -> (module, kernels: "portable" for anything that writes a cache, "training" keeps MKL's fast branch)
+from avcache.tasks import TASKS, task_module
+
+# command -> (module, kernels: "portable" for anything that writes a cache, "training" keeps MKL's fast
+# branch); a command in TASKS runs the module of its dataset file's task
 COMMANDS = {
     "lineage": ("avcache.lineage", None, "write lineage/<stage>.json: the code each stage runs"),
     "demo": ("avcache.datasets.demo", "portable", "generate the embedded AVE demo (`demo clips`: the clip demo)"),
     "dataset": ("avcache.datasets.stage", "portable", "read a dataset into features/dataset.h5"),
     "extract": ("avcache.extraction.stage", "portable", "run one extractor over the dataset into its cache"),
     "plan": ("avcache.extraction.plan", "portable", "estimate an extraction's time, FLOPs and disk"),
-    "train": ("avcache.localization.train", "training", "train the selected model on a pair of caches"),
-    "evaluate": ("avcache.localization.evaluate", "training", "evaluate trained models on the test split or folds"),
-    "attention": ("avcache.localization.attention", "training", "draw attention maps on test videos"),
+    "train": (None, "training", "train the selected model on a pair of caches"),
+    "evaluate": (None, "training", "evaluate trained models on the test split or folds"),
+    "attention": (None, "training", "draw attention maps on test videos"),
     "report": ("avcache.report", None, "an experiment report from `dvc exp` results"),
     "share": ("avcache.share", None, "push or pull caches to or from the lab's DVC remote"),
 }
@@ -43,5 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         from avcache.kernels import pin
 
         pin(mkl_compatible=kernels == "portable")
+    if command in TASKS:
+        module = task_module(command, rest)  # after pin(): reading the kind loads h5py and numpy
     sys.argv = [f"avcache {command}", *rest]
     importlib.import_module(module).main(rest)

@@ -24,15 +24,17 @@ import json
 import sys
 from pathlib import Path
 
+from avcache.tasks import TASKS
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("avcache",)
-# the CLI module dispatches by name (importlib), so it adds only itself to each closure
+# The CLI dispatches by name (importlib), so it adds only itself and ``avcache.tasks`` (with the
+# dataset contract, whose kind picks a task) to each closure; a task's stage lists the modules of
+# both tasks, since the dataset file chooses which one runs.
 ENTRY_POINTS = {
     "demo": ["avcache.cli", "avcache.datasets.demo"],
     "dataset": ["avcache.cli", "avcache.datasets.stage"],
-    "train": ["avcache.cli", "avcache.localization.train"],
-    "evaluate": ["avcache.cli", "avcache.localization.evaluate"],
-    "attention": ["avcache.cli", "avcache.localization.attention"],
+    **{command: ["avcache.cli", *modules.values()] for command, modules in TASKS.items()},
 }
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-CLIP_SECONDS = 10
+from avcache.contract.dataset import SEGMENTS  # the clip length decoded by default: AVE's seconds
+
 MARGIN = 1.0  # seconds decoded past the clip: enough for the resampler's filter and to see a trim
 NOTE_AFTER = 0.1  # seconds of padding / trimming / offset worth a note (AAC alone adds ~0.03 s)
 SYNC_TOLERANCE = 0.02  # audio timestamp jitter followed without inserting or dropping samples
@@ -189,7 +190,7 @@ class Frames:
     fit: str = "stretch"
     file: str = ""  # the file decoded
     length_is_lower_bound: bool = False
-    clip_seconds: float = CLIP_SECONDS
+    clip_seconds: float = SEGMENTS
 
     @property
     def end_seconds(self) -> float:
@@ -422,7 +423,7 @@ def resample(x: np.ndarray, rate: int, sr: int, method: str = "soxr_hq") -> np.n
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def load_audio(path: str | Path, sr: int, duration: float = CLIP_SECONDS, resampler: str = "soxr_hq") -> Audio:
+def load_audio(path: str | Path, sr: int, duration: float = SEGMENTS, resampler: str = "soxr_hq") -> Audio:
     """Mono float32 at ``sr`` Hz on the clip's clock, exactly ``duration`` s.
 
     Decoded at the source rate, placed by timestamps (silence where the audio starts late or
@@ -500,7 +501,7 @@ def load_audio(path: str | Path, sr: int, duration: float = CLIP_SECONDS, resamp
 # --- frames -------------------------------------------------------------------------------
 
 
-def frame_times(per_second: int, duration: float = CLIP_SECONDS) -> np.ndarray:
+def frame_times(per_second: int, duration: float = SEGMENTS) -> np.ndarray:
     """Sampling instants: the centres of ``per_second`` equal slots in each second."""
     return (np.arange(int(duration * per_second)) + 0.5) / per_second
 
@@ -547,7 +548,7 @@ def _picture(frame, size: tuple[int, int], sar: Fraction, fit: str) -> np.ndarra
 
 
 def load_frames(
-    path: str | Path, per_second: int, size: tuple[int, int], duration: float = CLIP_SECONDS, fit: str = "stretch"
+    path: str | Path, per_second: int, size: tuple[int, int], duration: float = SEGMENTS, fit: str = "stretch"
 ) -> Frames:
     """Upright RGB frames shown at each sampling instant, at display geometry, fitted to ``size``
     = (width, height) as ``fit`` says (see FITS).

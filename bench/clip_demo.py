@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avcache.classification.evaluate import evaluate_clips  # noqa: E402
-from avcache.classification.heads import train_clips  # noqa: E402
+from avcache.classification.evaluate import evaluate  # noqa: E402
+from avcache.classification.train import train  # noqa: E402
 from avcache.contract import params as P  # noqa: E402
 from avcache.contract.dataset import read_dataset, write_dataset  # noqa: E402
 from avcache.datasets.stage import DatasetParams, load  # noqa: E402
@@ -53,10 +53,10 @@ def main() -> None:
         for inputs in ("audio", "visual", "both"):
             folder = a.out / f"{head}-{inputs}"
             options = {**cfg["models"][head], "inputs": inputs}
-            train_clips(
+            train(
                 head, options, a.seeds, ds, caches["audio"], caches["visual"], folder / "models", None, progress=False
             )
-            m = evaluate_clips(a.out / "dataset.h5", folder / "models", folder / "results")
+            m = evaluate(a.out / "dataset.h5", folder / "models", folder / "results")
             rows.append(
                 {
                     "head": head,

@@ -112,13 +112,12 @@ def main():
     import torch
 
     from avcache.datasets import demo
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
 
     tmp = Path(tempfile.mkdtemp(prefix="extract-speed-"))
     try:
         demo.generate(tmp / "demo", videos=a.videos, classes=3, seed=0, progress=False)
-        ds = load_ave(tmp / "demo")
-        ds.videos = str(tmp / "demo" / "AVE")
+        ds = load_ave(tmp / "demo", videos=tmp / "demo" / "AVE")
         peak = matmul_peak()
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "

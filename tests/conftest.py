@@ -27,25 +27,21 @@ def tiny_demo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_ds(tiny_demo):
     """The tiny demo as a Dataset whose videos are where it was generated."""
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
 
     root, _ = tiny_demo
-    ds = load_ave(root)
-    ds.videos = str(root / "AVE")
-    return ds
+    return load_ave(root, videos=str(root / "AVE"))
 
 
 @pytest.fixture(scope="session")
 def demo20(tmp_path_factory):
     """20 demo videos (14 train): enough training vectors for a PCA to 128 on 10 x d caches."""
     from avcache.datasets import demo
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
 
     root = tmp_path_factory.mktemp("demo20")
     demo.generate(root, videos=20, classes=2, seed=4, progress=False)
-    ds = load_ave(root)
-    ds.videos = str(root / "AVE")
-    return ds
+    return load_ave(root, videos=str(root / "AVE"))
 
 
 def step_signal(sr: int, change_at: int = 5, seconds: int = 10):

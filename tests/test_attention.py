@@ -56,14 +56,13 @@ def test_a_trained_av_att_looks_at_the_shape_on_the_demo(tmp_path):
     from attention_on_shape import measure
 
     from avcache.contract.dataset import write_dataset
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
     from avcache.extraction import stage as run
     from avcache.localization.train import Recipe, train
 
     cfg = dict(videos=60, classes=2, seed=1, distractor_prob=0.6, width=160, height=120)
     demo.generate(tmp_path / "demo", **cfg, fps=4, progress=False)
-    ds = load_ave(tmp_path / "demo")
-    ds.videos = str(tmp_path / "demo" / "AVE")
+    ds = load_ave(tmp_path / "demo", videos=str(tmp_path / "demo" / "AVE"))
     write_dataset(ds, tmp_path / "dataset.h5")
     audio = run.run("audio", "musicnn", {}, ds, ds.videos, tmp_path / "a.h5", progress=False)
     visual = run.run(

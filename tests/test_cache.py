@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from avcache.contract.cache import CacheError, CacheWriter, open_cache, read_features, read_provenance
-from avcache.contract.dataset import Dataset
+from avcache.contract.dataset import AveDataset
 
 
 def _ds(ids):
-    return Dataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
+    return AveDataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
 
 
 def _write(path, ids, rows, prov=None):

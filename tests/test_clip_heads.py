@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from avcache.classification import heads as clips
-from avcache.classification.evaluate import evaluate_clips
+from avcache.classification.evaluate import evaluate
+from avcache.classification.train import train
 from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import Dataset, write_dataset
+from avcache.contract.dataset import ClipDataset, write_dataset
 
 
 def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0):
@@ -31,12 +32,11 @@ def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0):
             visual[i, : seconds[i], 0, 1, k] += 3
         audio[i, seconds[i] :] = visual[i, seconds[i] :] = 0  # past the clip: nothing
     ids = [f"clips/c{i:03d}.mp4" for i in range(n)]
-    ds = Dataset(
+    ds = ClipDataset(
         ids,
         [f"class{k}" for k in range(classes)],
         labels,
         np.full(n, -1, np.int8),
-        kind="clips",
         paths=ids,
         seconds=seconds,
         folds=np.repeat(src_fold, 3),
@@ -92,7 +92,7 @@ def test_standardisation_and_pca_see_only_the_folds_training_clips(tmp_path):
 )
 def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
     ds = clip_project(tmp_path)
-    info = clips.train_clips(
+    info = train(
         head,
         clips.check_options(head, {**options, "inputs": "both"}),
         [0, 1],
@@ -103,10 +103,10 @@ def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
         progress=False,
     )
     assert {r["test_fold"] for r in info["runs"]} == {1, 2, 3, 4, 5} and len(info["runs"]) == 10
-    m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
+    m = evaluate(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
     assert m["test"]["acc"] > 0.8 and set(m["per_fold"]) == {"1", "2", "3", "4", "5"}  # chance: 1/3
     assert {"acc", "acc_std", "macro_f1", "auc_macro_ovr"} <= set(m["test"])
-    again = clips.train_clips(
+    again = train(
         head,
         clips.check_options(head, {**options, "inputs": "both"}),
         [0, 1],
@@ -127,7 +127,7 @@ def test_each_modality_alone_and_both(tmp_path):
     ds = clip_project(tmp_path)
     acc = {}
     for inputs in ("audio", "visual"):
-        clips.train_clips(
+        train(
             "linear",
             {"inputs": inputs},
             [0],
@@ -137,7 +137,7 @@ def test_each_modality_alone_and_both(tmp_path):
             tmp_path / inputs,
             progress=False,
         )
-        acc[inputs] = evaluate_clips(tmp_path / "dataset.h5", tmp_path / inputs, tmp_path / f"r{inputs}")["test"]["acc"]
+        acc[inputs] = evaluate(tmp_path / "dataset.h5", tmp_path / inputs, tmp_path / f"r{inputs}")["test"]["acc"]
     assert min(acc.values()) > 0.6
     info = json.loads((tmp_path / "visual/training.json").read_text())
     assert list(info["caches"]) == ["visual"]
@@ -145,7 +145,7 @@ def test_each_modality_alone_and_both(tmp_path):
 
 def test_multi_label_reports_map(tmp_path):
     ds = clip_project(tmp_path, multi_label=True)
-    clips.train_clips(
+    train(
         "mlp",
         {"hidden": 32, "max_epochs": 60},
         [0],
@@ -155,7 +155,7 @@ def test_multi_label_reports_map(tmp_path):
         tmp_path / "models",
         progress=False,
     )
-    m = evaluate_clips(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
+    m = evaluate(tmp_path / "dataset.h5", tmp_path / "models", tmp_path / "results")
     assert m["test"]["map"] > 0.7 and "acc" not in m["test"]
 
 

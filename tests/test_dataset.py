@@ -3,7 +3,7 @@ import pytest
 from conftest import AVE
 
 from avcache.contract.dataset import SPLITS, DatasetError, read_dataset, write_dataset
-from avcache.datasets.stage import load_ave, parse_annotations
+from avcache.datasets.ave import load_ave, parse_annotations
 
 AVE_CLASSES = [
     "Church bell",
@@ -39,7 +39,7 @@ AVE_CLASSES = [
 
 @pytest.fixture(scope="module")
 def ave():
-    return load_ave(AVE)
+    return load_ave(AVE, videos="/somewhere/AVE")
 
 
 def test_real_ave_counts_classes_splits(ave):
@@ -67,7 +67,6 @@ def test_real_ave_labels_follow_start_le_t_lt_end(ave):
 
 
 def test_dataset_file_round_trip(ave, tmp_path):
-    ave.videos = "/somewhere/AVE"
     write_dataset(ave, tmp_path / "dataset.h5")
     back = read_dataset(tmp_path / "dataset.h5")
     assert back.video_ids == ave.video_ids and back.class_names == ave.class_names

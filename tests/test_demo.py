@@ -3,7 +3,7 @@ import pytest
 
 from avcache import media
 from avcache.datasets import demo
-from avcache.datasets.stage import load_ave
+from avcache.datasets.ave import load_ave
 
 
 def test_demo_is_valid_ave_with_intended_labels(tiny_demo):

@@ -20,15 +20,13 @@ VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
 def add_duplicate(ds_root, vid):
     """List ``vid`` a second time under another class, as AVE does for a few videos."""
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
 
     line = f"Other&{vid}&good&0&10\n"
     for name in ("Annotations.txt", "trainSet.txt"):
         with open(ds_root / name, "a") as f:
             f.write(line)
-    ds = load_ave(ds_root)
-    ds.videos = str(ds_root / "AVE")
-    return ds
+    return load_ave(ds_root, videos=str(ds_root / "AVE"))
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +251,24 @@ def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch,
     assert "measured (torch flop counter)" in out
     assert "cache: 378 kB (12 x [10, 7, 7, 16] float32)" in out and "work folder: 30.1 MB" in out
     assert "serial" in out and "WARNING" not in out
+
+
+def test_plan_without_a_dataset_file_reads_a_clip_dataset_as_the_dataset_stage_does(tmp_path, monkeypatch, capsys):
+    """No dataset file yet: plan loads params.yaml `dataset` in its format (here the clip CSV)."""
+    from avcache.datasets.demo import generate_clips
+    from avcache.extraction import plan
+
+    generate_clips(tmp_path / "cd", clips=6, classes=2, folds=2, max_seconds=2, progress=False)
+    (tmp_path / "params.yaml").write_text(
+        "audio: musicnn\nvisual: efficientnet\nextractors: {musicnn: {}, efficientnet: {}}\n"
+        "dataset: {format: csv, root: cd, videos: cd, max_seconds: 10}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    plan.main(["--dataset", "missing.h5", "--time", "0"])
+    out = capsys.readouterr().out
+    assert "dataset: 6 videos in cd;" in out
+    assert "audio/musicnn: 6 videos (6 files)" in out and "visual/efficientnet: 6 videos (6 files)" in out
+    assert out.count("--time 0: no model loaded") == 2
 
 
 def _bf16_close_to_fp32(name, options, x):

@@ -74,7 +74,7 @@ def test_yamnet_embeddings_scores_and_pca_cache(yamnet_dir, demo20, tmp_path):
 
 
 def test_vggish_cache_end_to_end(vggish_dir, tiny_demo, tmp_path):
-    from avcache.datasets.stage import load_ave
+    from avcache.datasets.ave import load_ave
 
     root, _ = tiny_demo
     ds = load_ave(root)

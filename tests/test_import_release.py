@@ -3,15 +3,16 @@ import numpy as np
 import pytest
 
 from avcache.contract.cache import read_features, read_provenance
-from avcache.contract.dataset import Dataset, write_dataset
+from avcache.contract.dataset import AveDataset, write_dataset
 from avcache.extraction import stage as run
 from avcache.extraction.importers import ReleaseError, import_release
 
 
-def _dataset(n=8):
+def _dataset(n=8, videos=""):
     rng = np.random.default_rng(0)
     labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, (n, 10))]
-    return Dataset([f"v{i}" for i in range(n)], ["a", "b"], labels, np.array([0, 0, 0, 0, 1, 1, 2, 2], np.int8))
+    split = np.array([0, 0, 0, 0, 1, 1, 2, 2], np.int8)
+    return AveDataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, videos=videos)
 
 
 def _release(folder, ds, labels=None, train=None):
@@ -35,9 +36,8 @@ def _release(folder, ds, labels=None, train=None):
 
 def test_the_release_is_a_pair_of_registered_caches(tmp_path, monkeypatch):
     """`-S audio=vggish_release -S visual=vgg19_release`: the extraction stages import, row for row."""
-    ds = _dataset()
+    ds = _dataset(videos=str(tmp_path / "rel"))  # dataset.videos names the release folder
     audio, visual = _release(tmp_path / "rel", ds)
-    ds.videos = str(tmp_path / "rel")  # dataset.videos names the release folder
     write_dataset(ds, tmp_path / "dataset.h5")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("extractors: {vggish_release: {}, vgg19_release: {}}\n")

@@ -14,7 +14,7 @@ from conftest import REPO, save_tiny_maskformer, save_tiny_wav2vec2
 
 from avcache.contract.cache import read_features, read_provenance
 from avcache.contract.dataset import read_dataset
-from avcache.datasets.stage import load_ave
+from avcache.datasets.ave import load_ave
 from avcache.extraction import stage as run
 
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
@@ -68,8 +68,7 @@ def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
 def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, tmp_path):
     import json
 
-    broken = load_ave(demo_ds.source)
-    broken.videos = str(tmp_path)  # no videos there
+    broken = load_ave(demo_ds.source, videos=str(tmp_path))  # no videos there
     with pytest.raises(run.StageError, match="12 videos failed and extract.on_failure is 'stop'"):
         run.run("audio", "musicnn", {}, broken, broken.videos, tmp_path / "m.h5", progress=False, on_failure="stop")
     assert not (tmp_path / "m.h5").exists()

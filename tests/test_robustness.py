@@ -19,7 +19,7 @@ from conftest import REPO
 
 from avcache.contract.cache import read_features, read_valid
 from avcache.contract.dataset import write_dataset
-from avcache.datasets.stage import load_ave
+from avcache.datasets.ave import load_ave
 from avcache.extraction import extractors
 from avcache.extraction import stage as run
 from avcache.extraction.reduce import make_reduction
@@ -205,9 +205,7 @@ def make_dataset(root, good_dir, bad):
     (root / "trainSet.txt").write_text("\n".join(lines) + "\n")
     (root / "valSet.txt").write_text("")
     (root / "testSet.txt").write_text("")
-    ds = load_ave(root)
-    ds.videos = str(root / "AVE")
-    return ds
+    return load_ave(root, videos=str(root / "AVE"))
 
 
 def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
@@ -321,8 +319,7 @@ def test_unwritable_output_folder_fails_before_any_work(tiny_demo, tmp_path):
 def project(path, videos_dir_src, n=None):
     """A project folder (params.yaml + features/dataset.h5) for running the stages as DVC does."""
     (path / "features").mkdir(parents=True)
-    ds = load_ave(videos_dir_src)
-    ds.videos = str(videos_dir_src / "AVE")
+    ds = load_ave(videos_dir_src, videos=str(videos_dir_src / "AVE"))
     write_dataset(ds, path / "features" / "dataset.h5")
     (path / "params.yaml").write_text(
         "extract: {on_failure: mask}\nextractors:\n  musicnn: {reduction: {method: none}}\n"

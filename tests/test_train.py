@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import Dataset, write_dataset
+from avcache.contract.dataset import AveDataset, write_dataset
 from avcache.localization import evaluate, train
 from avcache.localization.models import load_checkpoint, predict
 
@@ -32,7 +32,7 @@ def make_project(root, n=60, seed=0):
     labels[..., 2] = ~event
     labels[np.arange(n)[:, None], np.arange(10), np.where(event, cls[:, None], 2)] = 1
     split = np.array([0] * (n - 20) + [1] * 10 + [2] * 10, np.int8)
-    ds = Dataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
+    ds = AveDataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
     write_dataset(ds, root / DATASET)
     for path, name, x in ((AUDIO, "fa", audio), (VISUAL, "fv", visual)):
         with CacheWriter(

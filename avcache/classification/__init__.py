@@ -1,4 +1,6 @@
-"""Clip classification (ESC-50, UrbanSound8K, acoustic scenes, any CSV) on cached features."""
+"""Clip classification (ESC-50, UrbanSound8K, acoustic scenes, any CSV) on cached features: the
+task ``avcache train`` / ``evaluate`` / ``attention`` run on a clip dataset (``heads``: the heads
+and the fold protocol; ``train``, ``evaluate``, ``attention``: the stages)."""
 
 from avcache.kernels import pin
 

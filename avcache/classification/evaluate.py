@@ -1,15 +1,25 @@
 """Metrics of the clip heads from their saved test predictions: per fold, and mean ± std over
-folds and seeds (accuracy, macro F1, macro one-vs-rest ROC AUC; mAP for multi-label tasks)."""
+folds and seeds (accuracy, macro F1, macro one-vs-rest ROC AUC; mAP for multi-label tasks).
+
+    python -m avcache evaluate --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
+        --visual features/visual/efficientnet.h5 --models models --live dvclive --results results
+    # on a clip dataset (the dataset file's kind picks this task)
+
+Writes ``results/metrics.json``, ``results/per_class.json`` and ``.md``, ``results/confusion.csv``
+and ``.png`` (every clip in its own test fold, the seed best on validation) and, with ``--live``,
+``results/curves.png``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from avcache.contract.dataset import read_dataset
+from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write_text
 from avcache.localization.evaluate import mean_std, per_class, segment_metrics, write_confusion
 from avcache.plots import confusion_png, curves_png
@@ -36,7 +46,7 @@ def metrics_of(probs, labels, multi_label) -> dict:
     return multilabel_metrics(probs, labels) if multi_label else segment_metrics(probs, labels)
 
 
-def evaluate_clips(dataset: Path, models_dir: Path, results: Path, live_dir: Path | None = None) -> dict:
+def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | None = None) -> dict:
     ds = read_dataset(dataset)
     training = json.loads((models_dir / "training.json").read_text())
     z = np.load(models_dir / "clips.npz")
@@ -102,3 +112,22 @@ def evaluate_clips(dataset: Path, models_dir: Path, results: Path, live_dir: Pat
     t = metrics["test"]
     print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {len(test_folds)} folds x {len(seeds)} seeds")
     return metrics
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, required=True, help="(the caches the heads were trained on)")
+    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--models", type=Path, required=True, help="the train stage's output folder")
+    ap.add_argument("--live", type=Path, help="dvclive folder (for curves.png)")
+    ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
+    a = ap.parse_args(argv)
+    try:
+        evaluate(a.dataset, a.models, a.results, a.live)
+    except (DatasetError, FileNotFoundError) as e:
+        raise SystemExit(f"evaluate: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

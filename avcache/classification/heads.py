@@ -11,14 +11,12 @@ The clip embedding is the mean of the clip's valid seconds (visual caches: also 
 Protocol: each official test fold is tested once; validation is the next fold (or, where the
 dataset has one test fold, a tenth of the training sources), never the test fold; training uses
 the other folds. Standardisation and the optional PCA are fitted per fold on that fold's
-training clips only. Every seed trains every fold; the test predictions are saved for
-``evaluate``, which computes the metrics.
+training clips only. ``avcache.classification.train`` trains every fold with every seed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,9 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from avcache.contract.cache import read_features, read_provenance, read_valid
-from avcache.contract.dataset import Dataset
-from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.contract.cache import read_features, read_valid
+from avcache.contract.dataset import ClipDataset
 from avcache.contract.params import ParamsError, check_call
 
 
@@ -43,7 +39,7 @@ class Fold:
     test: np.ndarray
 
 
-def plan_folds(ds: Dataset, usable: np.ndarray | None = None) -> list[Fold]:
+def plan_folds(ds: ClipDataset, usable: np.ndarray | None = None) -> list[Fold]:
     """The train / val / test rows of every official test fold; no source in two of them."""
     usable = np.ones(len(ds.video_ids), bool) if usable is None else usable
     folds, groups = ds.folds, np.array(ds.groups)
@@ -69,7 +65,7 @@ def _regions_mean(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1, x.shape[-1]).mean(2) if x.ndim == 5 else x
 
 
-def load_inputs(ds: Dataset, caches: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_inputs(ds: ClipDataset, caches: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(per-second features [N, T, D], valid-seconds mask [N, T], usable rows [N]) of the caches,
     concatenated along D; a clip that failed in any cache is not usable."""
     feats, usable = [], np.ones(len(ds.video_ids), bool)
@@ -273,93 +269,3 @@ def check_options(name: str, options: dict | None) -> dict:
             f"params.yaml: model {name!r} is not a clip head; a clip dataset takes one of {', '.join(HEADS)}"
         )
     return check_call(HEADS[name], options, f"models.{name}")
-
-
-def train_clips(
-    name: str,
-    options: dict,
-    seeds: list[int],
-    ds: Dataset,
-    audio: Path,
-    visual: Path,
-    models_dir: Path,
-    live_dir: Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips,
-    predict its test clips. Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
-    inputs, pca = options.get("inputs", "audio"), options.get("pca")
-    caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
-    x, mask, usable = load_inputs(ds, caches)
-    plans = plan_folds(ds, usable)
-    head_options = {k: v for k, v in options.items() if k not in ("inputs", "pca")}
-    n, c = len(ds.video_ids), ds.labels.shape[1]
-    test_probs = np.full((len(seeds), n, c), np.nan, np.float32)
-    val_probs = np.full((len(seeds), len(plans), n, c), np.nan, np.float32)
-    summary = []
-    live = None
-    if live_dir is not None:
-        from dvclive import Live
-
-        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
-    bar = tqdm(total=len(seeds) * len(plans), desc=f"{name} folds", disable=not progress)
-    for si, seed in enumerate(seeds):
-        for fi, fold in enumerate(plans):
-            t = Transform(x[fold.train], mask[fold.train], pca)
-            xs = t(x)
-            curve = []
-            head = HEADS[name](**head_options, inputs=inputs, pca=pca).fit(
-                xs[fold.train],
-                mask[fold.train],
-                ds.labels[fold.train],
-                (xs[fold.val], mask[fold.val], ds.labels[fold.val]),
-                seed,
-                ds.multi_label,
-                lambda e, v, curve=curve: curve.append((e, v)),
-            )
-            test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
-            val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
-            if live is not None:
-                for e, v in curve:
-                    live.step = e
-                    live.log_metric(f"fold{fold.test_fold}/seed{seed}/val/loss", v)
-            summary.append(
-                {
-                    "seed": seed,
-                    "test_fold": fold.test_fold,
-                    "best_epoch": head.best_epoch,
-                    "train": len(fold.train),
-                    "val": len(fold.val),
-                    "test": len(fold.test),
-                }
-            )
-            bar.update(1)
-    bar.close()
-    if live is not None:
-        live.end()
-    models_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        models_dir / "clips.npz",
-        lambda f: np.savez(
-            f,
-            test_probs=test_probs,
-            val_probs=val_probs,
-            seeds=np.array(seeds),
-            test_folds=np.array([p.test_fold for p in plans]),
-            usable=usable,
-        ),
-    )
-    info = {
-        "task": "clips",
-        "model": name,
-        "options": options,
-        "inputs": inputs,
-        "caches": {
-            m: {"path": str(p), "name": read_provenance(p).get("name")}
-            for m, p in (("audio", audio), ("visual", visual))
-            if p in caches
-        },
-        "runs": summary,
-    }
-    atomic_write_text(models_dir / "training.json", json.dumps(info, indent=2) + "\n")
-    return info

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.dataset import Dataset, DatasetError
+from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError
 
 CSV_NAME = "clips.csv"
 DEFAULT_FOLDS = 5
@@ -215,8 +215,11 @@ def probe_seconds(path: Path) -> float | None:
         return None
 
 
-def load_clips(root: str | Path, fmt: str, max_seconds: int = 10) -> Dataset:
-    """Read a clip dataset of format ``fmt`` under ``root`` (see the module's table)."""
+def load_clips(
+    root: str | Path, fmt: str, max_seconds: int = SEGMENTS, videos: str | Path | None = None
+) -> ClipDataset:
+    """Read a clip dataset of format ``fmt`` under ``root`` (see the module's table). ``videos``:
+    the folder the clips' paths are relative to (the same folder as ``root``; default ``root``)."""
     root = Path(root)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown clip dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
@@ -254,15 +257,14 @@ def load_clips(root: str | Path, fmt: str, max_seconds: int = 10) -> Dataset:
         "dcase2021": ["meta.csv"],
         "csv": [CSV_NAME],
     }[fmt]
-    return Dataset(
+    return ClipDataset(
         [r.path for r in rows],
         names,
         labels,
         np.full(len(rows), -1, np.int8),
         source=str(root),
-        videos=str(root),
+        videos=str(Path(videos) if videos is not None else root),
         source_files=[str(root / m) for m in metadata],
-        kind="clips",
         paths=[r.path for r in rows],
         seconds=seconds,
         folds=np.array([r.fold for r in rows], np.int16),

@@ -22,7 +22,7 @@ import numpy as np
 
 from avcache.contract import params as P
 from avcache.contract.dataset import SEGMENTS
-from avcache.datasets.stage import SPLIT_FILES
+from avcache.datasets.ave import SPLIT_FILES
 
 # name, shape, RGB colour, sound
 CLASSES = [

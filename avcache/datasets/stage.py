@@ -1,4 +1,5 @@
-"""The dataset stage: parse an AVE-format folder, build per-second labels, write the dataset file.
+"""The dataset stage: read the dataset params.yaml ``dataset`` describes (AVE: ``avcache.datasets.ave``;
+clip formats: ``avcache.datasets.clips``) and write the dataset file.
 
 The dataset file (``avcache.contract.dataset``) fixes the one video order that every cache follows,
 and carries labels, splits and class names so training needs nothing else.
@@ -9,27 +10,13 @@ and carries labels, splits and class names so training needs nothing else.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from avcache.contract import params as P
-from avcache.contract.dataset import SEGMENTS, SPLITS, Dataset, DatasetError, write_dataset
-
-SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
-HEADER = "Category&VideoID&Quality&StartTime&EndTime"
-
-
-@dataclass(frozen=True)
-class Annotation:
-    category: str
-    video_id: str
-    quality: str
-    start: int
-    end: int
-    line: int = field(default=0, compare=False)
+from avcache.contract.dataset import SEGMENTS, Dataset, DatasetError, write_dataset
+from avcache.datasets.ave import load_ave
 
 
 @dataclass
@@ -39,7 +26,7 @@ class DatasetParams:
     root: str  # ave: the annotation folder; clip formats: the dataset's root folder
     videos: str  # ave: the folder of <id>.<ext>; clip formats: the root (their paths are relative to it)
     format: Literal["ave", "esc50", "urbansound8k", "tut2017", "dcase2021", "csv"] = "ave"
-    max_seconds: int = 10  # clip formats: longer clips are cut to this many seconds
+    max_seconds: int = SEGMENTS  # clip formats: longer clips are cut to this many seconds
 
     def check(self, where: str) -> None:
         if self.format != "ave" and Path(self.videos) != Path(self.root):
@@ -52,119 +39,13 @@ class DatasetParams:
 
 
 def load(cfg: DatasetParams) -> Dataset:
-    """The dataset ``cfg`` describes, in any supported layout."""
+    """The dataset ``cfg`` describes, in any supported layout (what the stage writes, and what
+    ``avcache plan`` reads when there is no dataset file yet)."""
     if cfg.format == "ave":
-        ds = load_ave(cfg.root)
-        ds.videos = cfg.videos
-        return ds
+        return load_ave(cfg.root, videos=cfg.videos)
     from avcache.datasets.clips import load_clips
 
-    return load_clips(cfg.root, cfg.format, cfg.max_seconds)
-
-
-def _is_header(fields: list[str]) -> bool:
-    """A first line of five fields whose start and end are names, not numbers (any column names)."""
-
-    def number(s):
-        try:
-            float(s)
-            return True
-        except ValueError:
-            return False
-
-    return len(fields) == 5 and not number(fields[3].strip()) and not number(fields[4].strip())
-
-
-def parse_annotations(path: str | Path) -> list[Annotation]:
-    """Parse one AVE annotation file (``Category&YouTubeID&Quality&StartSec&EndSec`` per line,
-    optionally below a header line such as ``HEADER``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: annotation file not found")
-    out = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        line = raw.strip()
-        fields = line.split("&")
-        if not line or (lineno == 1 and _is_header(fields)):
-            continue
-        where = f"{path}:{lineno}"
-        if len(fields) != 5:
-            raise DatasetError(
-                f"{where}: expected 5 fields 'Category&VideoID&Quality&StartSec&EndSec', got {len(fields)}: {line!r}"
-            )
-        category, vid, quality, s, e = (f.strip() for f in fields)
-        if not category or not vid:
-            raise DatasetError(f"{where}: empty category or video id: {line!r}")
-        try:
-            start, end = int(s), int(e)
-        except ValueError:
-            raise DatasetError(f"{where}: start/end must be whole seconds, got {s!r}, {e!r}") from None
-        if not 0 <= start <= end <= SEGMENTS:
-            raise DatasetError(f"{where}: need 0 <= start <= end <= {SEGMENTS}, got {start}, {end}")
-        out.append(Annotation(category, vid, quality, start, end, lineno))
-    return out
-
-
-def segment_labels(ann: Annotation, class_index: dict[str, int], n_classes: int) -> np.ndarray:
-    """One-hot [10, C+1]: the event class where start <= t < end, background elsewhere."""
-    lab = np.zeros((SEGMENTS, n_classes), np.uint8)
-    t = np.arange(SEGMENTS)
-    event = (ann.start <= t) & (t < ann.end)
-    lab[event, class_index[ann.category]] = 1
-    lab[~event, n_classes - 1] = 1
-    return lab
-
-
-def load_ave(root: str | Path) -> Dataset:
-    """Read an AVE-format folder: Annotations.txt defines order, classes and labels; the split files assign splits."""
-    root = Path(root)
-    ann_path = root / "Annotations.txt"
-    anns = parse_annotations(ann_path)
-    if not anns:
-        raise DatasetError(f"{ann_path}: no annotations")
-    # AVE annotates some YouTube videos twice, with different classes (45 in the real files):
-    # rows are annotation entries, keyed by (video, class), as in the authors' feature files.
-    row_of = {}
-    for i, a in enumerate(anns):
-        key = (a.video_id, a.category)
-        if key in row_of:
-            raise DatasetError(
-                f"{ann_path}:{a.line}: {a.video_id} ({a.category}) is annotated "
-                f"twice (also line {anns[row_of[key]].line}); keep one"
-            )
-        row_of[key] = i
-    ids = {a.video_id for a in anns}
-    class_names = list(dict.fromkeys(a.category for a in anns))
-    class_index = {c: i for i, c in enumerate(class_names)}
-    n_classes = len(class_names) + 1
-
-    split = np.full(len(anns), -1, np.int8)
-    for s, fname in SPLIT_FILES.items():
-        spath = root / fname
-        for a in parse_annotations(spath):
-            where = f"{spath}:{a.line}"
-            if a.category not in class_index:
-                raise DatasetError(f"{where}: unknown class {a.category!r} (not in {ann_path.name})")
-            if a.video_id not in ids:
-                raise DatasetError(f"{where}: video {a.video_id} is not in {ann_path.name}")
-            i = row_of.get((a.video_id, a.category))
-            if i is None or (a.start, a.end) != (anns[i].start, anns[i].end):
-                raise DatasetError(
-                    f"{where}: {a.video_id} ({a.category},{a.start},{a.end}) disagrees with {ann_path.name}"
-                )
-            if split[i] != -1:
-                raise DatasetError(f"{where}: {a.video_id} ({a.category}) is already in the {SPLITS[split[i]]} split")
-            split[i] = SPLITS.index(s)
-
-    labels = np.stack([segment_labels(a, class_index, n_classes) for a in anns])
-    return Dataset(
-        [a.video_id for a in anns],
-        class_names,
-        labels,
-        split,
-        source=str(root),
-        source_files=[str(ann_path)] + [str(root / f) for f in SPLIT_FILES.values()],
-    )
+    return load_clips(cfg.root, cfg.format, cfg.max_seconds, videos=cfg.videos)
 
 
 def main(argv=None) -> None:
@@ -177,23 +58,10 @@ def main(argv=None) -> None:
     except (P.ParamsError, DatasetError) as e:
         raise SystemExit(f"dataset: {e}") from None
     write_dataset(ds, a.out)
-    if ds.kind == "clips":
-        print(
-            f"dataset: {len(ds.video_ids)} {cfg.format} clips, {len(ds.class_names)} classes, "
-            f"folds {ds.test_folds}, {len(set(ds.groups))} sources, 1-{ds.max_seconds} s -> {a.out}"
-        )
-        return
-    counts = {s: len(ds.indices(s)) for s in SPLITS}
-    print(
-        f"dataset: {len(ds.video_ids)} entries ({len(set(ds.video_ids))} videos), "
-        f"{len(ds.class_names)} classes + background, splits {counts} -> {a.out}"
-    )
-    shared = ds.shared_across_splits()
-    if shared:
-        print(
-            f"note: {len(shared)} videos have entries in more than one split "
-            f"(as distributed), e.g. {', '.join(shared[:3])}"
-        )
+    first, *notes = ds.summary()
+    print(f"dataset: {cfg.format}: {first} -> {a.out}")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 
 from avcache import media
 from avcache.contract import params as P
-from avcache.contract.dataset import DatasetError, read_dataset
+from avcache.contract.dataset import SEGMENTS, DatasetError, read_dataset
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import make_reduction
 from avcache.extraction.stage import ExtractParams, video_path
@@ -63,7 +63,7 @@ def published_flops(extractor, seconds: int) -> float | None:
     return per_second * seconds if per_second else None
 
 
-def time_videos(extractor, reduction, paths: list[Path], seconds: int = media.CLIP_SECONDS):
+def time_videos(extractor, reduction, paths: list[Path], seconds: int = SEGMENTS):
     """(decode s, model s, FLOPs or None, row shape, reduced shape) medians over ``paths`` (first is warm-up)."""
     decode_s, model_s, flops, row = [], [], None, None
     for k, path in enumerate(paths):
@@ -102,7 +102,7 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     if n_time <= 0:
         return lines + ["  (--time 0: no model loaded; run with --time N for FLOPs, sizes and times)"]
     extractor = extractors.create(name, options, settings.device, settings.precision)
-    seconds = dataset.max_seconds  # every clip is decoded to this length (10 s for AVE)
+    seconds = dataset.max_seconds  # every clip is decoded to this length (SEGMENTS s for AVE)
     if modality == "visual":
         frames = len(unique) * extractor.frames_per_second * seconds
         lines.append(
@@ -112,7 +112,7 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     else:
         lines.append(f"  audio: {human(len(unique) * seconds, '')} s at {extractor.sample_rate} Hz")
     paths = []
-    relative = dict(zip(ids, dataset.paths or [None] * len(ids)))
+    relative = dict(zip(ids, dataset.relative_paths()))
     for vid in unique:
         try:
             paths.append(video_path(dataset.videos, vid, relative[vid]))
@@ -175,12 +175,10 @@ def main(argv=None) -> None:
         settings = P.from_params(ExtractParams, cfg.get("extract"), "extract")
         if Path(a.dataset).is_file():
             dataset = read_dataset(a.dataset)
-        else:
-            from avcache.datasets.stage import DatasetParams, load_ave
+        else:  # what the dataset stage would write, in any dataset.format
+            from avcache.datasets.stage import DatasetParams, load
 
-            ds_params = P.from_params(DatasetParams, cfg.get("dataset"), "dataset")
-            dataset = load_ave(ds_params.root)
-            dataset.videos = ds_params.videos
+            dataset = load(P.from_params(DatasetParams, cfg.get("dataset"), "dataset"))
         print(
             f"dataset: {len(dataset.video_ids)} videos in {dataset.videos}; extract: device "
             f"{settings.device}, precision {settings.precision}, engine {settings.engine}"

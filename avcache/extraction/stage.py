@@ -322,7 +322,7 @@ def _run(
 ) -> Path:
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
-    relative = dataset.paths or [None] * len(ids)
+    relative = dataset.relative_paths()
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:

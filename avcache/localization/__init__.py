@@ -1,4 +1,5 @@
-"""Audio-visual event localization (AVE): AV-att and DMRN models trained on cached features."""
+"""Audio-visual event localization (AVE): AV-att and DMRN models trained on cached features; the
+task ``avcache train`` / ``evaluate`` / ``attention`` run on an AVE dataset."""
 
 from avcache.kernels import pin
 

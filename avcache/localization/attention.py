@@ -8,8 +8,8 @@ as the visual extractor saw it (its input size and fit, shown at the video's dis
 the attention over the cache's region grid upsampled and blended over it; the true and predicted
 class above (green when they agree); the audio's energy per second below. The model is the seed
 best on validation. When no map can be drawn (a model without visual attention, a visual cache
-without a region grid, a clip dataset) the folder holds a README saying why, and the stage still
-succeeds, so a sweep over models is not broken by it.
+without a region grid; a clip dataset: ``avcache.classification.attention``) the folder holds a
+README saying why, and the stage still succeeds, so a sweep over models is not broken by it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from avcache import media  # noqa: E402
 from avcache.contract import params as P  # noqa: E402
 from avcache.contract.cache import open_cache, read_provenance  # noqa: E402
-from avcache.contract.dataset import read_dataset  # noqa: E402
+from avcache.contract.dataset import SEGMENTS, read_dataset  # noqa: E402
 from avcache.contract.pair import load_pair  # noqa: E402
 from avcache.localization.models import load_checkpoint  # noqa: E402
 
@@ -157,8 +157,6 @@ def attention_maps(
     dataset: Path, audio: Path, visual: Path, models_dir: Path, out: Path, p: AttentionParams
 ) -> list[Path]:
     ds = read_dataset(dataset)
-    if ds.kind != "ave":
-        raise NoMaps("attention maps are drawn for event localization (AVE-format) datasets only")
     training, best, grid, pair, rows, probs, alpha = attention_on_test(ds, audio, visual, models_dir)
     chosen = choose(probs, pair.labels[rows], rows, ds.video_ids, p)
     decoding = read_provenance(visual).get("decoding", {})
@@ -174,10 +172,10 @@ def attention_maps(
         frames = media.load_frames(path, 1, size, fit=fit)  # one frame at the middle of each second
         aspect = frames.display_size[0] / frames.display_size[1] if fit == "stretch" and frames.display_size[1] else 1
         try:
-            sound = media.load_audio(path, 16000).samples.reshape(10, -1)
+            sound = media.load_audio(path, 16000).samples.reshape(SEGMENTS, -1)
             energy = 10 * np.log10((sound.astype(np.float64) ** 2).mean(1) + 1e-10)
         except media.MediaError:
-            energy = np.zeros(10)
+            energy = np.zeros(SEGMENTS)
         truth = [names[c] for c in pair.labels[row].argmax(-1)]
         predicted = [names[c] for c in probs[k].argmax(-1)]
         acc = np.mean([a == b for a, b in zip(truth, predicted)])

@@ -25,7 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError
-from avcache.contract.dataset import DatasetError, read_dataset
+from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write_text
 from avcache.contract.pair import load_pair
 from avcache.localization.models import load_checkpoint, predict, resolve_device
@@ -188,11 +188,6 @@ def main(argv=None) -> None:
     ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
     a = ap.parse_args(argv)
     try:
-        if read_dataset(a.dataset).kind == "clips":  # the clip heads saved their test predictions
-            from avcache.classification.evaluate import evaluate_clips
-
-            evaluate_clips(a.dataset, a.models, a.results, a.live)
-            return
         device = P.section(P.load(), "train").get("device", "auto")
         evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live, device)
     except (P.ParamsError, CacheError, DatasetError, FileNotFoundError) as e:

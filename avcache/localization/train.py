@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
-from avcache.contract.dataset import DatasetError, read_dataset
+from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write, atomic_write_text
 from avcache.contract.pair import load_pair
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
@@ -416,13 +416,6 @@ def main(argv=None) -> None:
         cfg = P.load()
         name = cfg.get("model")
         recipe = P.from_params(Recipe, cfg.get("train"), "train")
-        dataset = read_dataset(a.dataset)
-        if dataset.kind == "clips":  # clip classification: heads, official folds (avcache/classification/heads.py)
-            from avcache.classification import heads
-
-            options = heads.check_options(name, P.section(cfg, f"models.{name}"))
-            heads.train_clips(name, options, recipe.seeds, dataset, a.audio, a.visual, a.models, a.live)
-            return
         options = check_options(name, P.section(cfg, f"models.{name}"))
         summaries = train(name, options, recipe, a.dataset, a.audio, a.visual, a.models, a.live)
     except (P.ParamsError, CacheError, DatasetError, ValueError) as e:

@@ -1,0 +1,137 @@
+"""Train a clip head on a clip dataset: every official test fold with every seed; the test and
+validation predictions are saved for ``avcache.classification.evaluate``, which computes the metrics.
+
+    python -m avcache train --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
+        --visual features/visual/efficientnet.h5 --models models --live dvclive
+    # on a clip dataset (the dataset file's kind picks this task); reads params.yaml `model`,
+    # `models.<model>` (a head: linear, mlp, temporal) and `train` (its seeds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from avcache.classification.heads import HEADS, Transform, check_options, load_inputs, plan_folds
+from avcache.contract import params as P
+from avcache.contract.cache import CacheError, read_provenance
+from avcache.contract.dataset import ClipDataset, DatasetError, read_dataset
+from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.localization.train import Recipe
+
+
+def train(
+    name: str,
+    options: dict,
+    seeds: list[int],
+    ds: ClipDataset,
+    audio: Path,
+    visual: Path,
+    models_dir: Path,
+    live_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips,
+    predict its test clips. Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
+    inputs, pca = options.get("inputs", "audio"), options.get("pca")
+    caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
+    x, mask, usable = load_inputs(ds, caches)
+    plans = plan_folds(ds, usable)
+    head_options = {k: v for k, v in options.items() if k not in ("inputs", "pca")}
+    n, c = len(ds.video_ids), ds.labels.shape[1]
+    test_probs = np.full((len(seeds), n, c), np.nan, np.float32)
+    val_probs = np.full((len(seeds), len(plans), n, c), np.nan, np.float32)
+    summary = []
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    bar = tqdm(total=len(seeds) * len(plans), desc=f"{name} folds", disable=not progress)
+    for si, seed in enumerate(seeds):
+        for fi, fold in enumerate(plans):
+            t = Transform(x[fold.train], mask[fold.train], pca)
+            xs = t(x)
+            curve = []
+            head = HEADS[name](**head_options, inputs=inputs, pca=pca).fit(
+                xs[fold.train],
+                mask[fold.train],
+                ds.labels[fold.train],
+                (xs[fold.val], mask[fold.val], ds.labels[fold.val]),
+                seed,
+                ds.multi_label,
+                lambda e, v, curve=curve: curve.append((e, v)),
+            )
+            test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
+            val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
+            if live is not None:
+                for e, v in curve:
+                    live.step = e
+                    live.log_metric(f"fold{fold.test_fold}/seed{seed}/val/loss", v)
+            summary.append(
+                {
+                    "seed": seed,
+                    "test_fold": fold.test_fold,
+                    "best_epoch": head.best_epoch,
+                    "train": len(fold.train),
+                    "val": len(fold.val),
+                    "test": len(fold.test),
+                }
+            )
+            bar.update(1)
+    bar.close()
+    if live is not None:
+        live.end()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        models_dir / "clips.npz",
+        lambda f: np.savez(
+            f,
+            test_probs=test_probs,
+            val_probs=val_probs,
+            seeds=np.array(seeds),
+            test_folds=np.array([p.test_fold for p in plans]),
+            usable=usable,
+        ),
+    )
+    info = {
+        "task": "clips",
+        "model": name,
+        "options": options,
+        "inputs": inputs,
+        "caches": {
+            m: {"path": str(p), "name": read_provenance(p).get("name")}
+            for m, p in (("audio", audio), ("visual", visual))
+            if p in caches
+        },
+        "runs": summary,
+    }
+    atomic_write_text(models_dir / "training.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, required=True, help="the audio cache")
+    ap.add_argument("--visual", type=Path, required=True, help="the visual cache")
+    ap.add_argument("--models", type=Path, required=True, help="folder for clips.npz and training.json")
+    ap.add_argument("--live", type=Path, help="dvclive folder for the validation curves")
+    a = ap.parse_args(argv)
+    try:
+        cfg = P.load()
+        name = cfg.get("model")
+        recipe = P.from_params(Recipe, cfg.get("train"), "train")  # the seeds
+        dataset = read_dataset(a.dataset)
+        options = check_options(name, P.section(cfg, f"models.{name}"))
+        train(name, options, recipe.seeds, dataset, a.audio, a.visual, a.models, a.live)
+    except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
+        raise SystemExit(f"train: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
