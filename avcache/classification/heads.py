@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avcache import runtime
 from avcache.contract.cache import read_features, read_provenance, read_valid
 from avcache.contract.dataset import Dataset
 from avcache.contract.io import atomic_write, atomic_write_text
@@ -150,11 +150,7 @@ class _Torch:
         )
 
     def fit(self, x, mask, y, val, seed, multi_label, log):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
-        gen = torch.Generator().manual_seed(seed)
+        gen = runtime.deterministic(seed)
         self.multi_label = multi_label
         self.net = self.build(x.shape[-1], y.shape[1])
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)

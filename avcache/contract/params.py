@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,20 @@ PARAMS_FILE = Path("params.yaml")
 
 class ParamsError(ValueError):
     """A param is unknown, missing or of the wrong type; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """``Annotated[str, Pattern(regex, text)]``: a string that ``regex`` matches in full, described
+    as ``text`` in errors."""
+
+    regex: str
+    text: str
+
+
+# values that more than one section takes (avcache.runtime resolves them)
+Device = typing.Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto | cpu | cuda | cuda:N")]
+Precision = typing.Literal["fp32", "bf16", "fp16"]
 
 
 def load(path: str | Path = PARAMS_FILE) -> dict:
@@ -63,6 +78,9 @@ def _conforms(value, hint) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is typing.Any:
         return True
+    if origin is typing.Annotated:
+        patterns = [m for m in hint.__metadata__ if isinstance(m, Pattern)]
+        return _conforms(value, args[0]) and all(re.fullmatch(m.regex, value) for m in patterns)
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, h) for h in args)
     if hint is type(None):
@@ -82,15 +100,25 @@ def _conforms(value, hint) -> bool:
 
 
 def _describe(hint) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        texts = [m.text for m in hint.__metadata__ if isinstance(m, Pattern)]
+        return texts[0] if texts else _describe(typing.get_args(hint)[0])
     if typing.get_origin(hint) is typing.Literal:
         return " | ".join(map(repr, typing.get_args(hint)))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def check_value(key: str, value, hint, error: type[ParamsError] = ParamsError):
+    """``value`` if it is of type ``hint`` (params.yaml ``key``), else ``error`` naming the key."""
+    if not _conforms(value, hint):
+        raise error(f"params.yaml: {key} must be {_describe(hint)}, got {value!r}")
+    return value
+
+
 def _check_types(where: str, given: dict, hints: dict) -> None:
     for k, v in given.items():
-        if k in hints and not _conforms(v, hints[k]):
-            raise ParamsError(f"params.yaml: {where}.{k} must be {_describe(hints[k])}, got {v!r}")
+        if k in hints:
+            check_value(f"{where}.{k}", v, hints[k])
 
 
 def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
@@ -107,7 +135,7 @@ def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
     }
     required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
     check_keys(where, given, params, required)
-    _check_types(where, given, typing.get_type_hints(target))
+    _check_types(where, given, typing.get_type_hints(target, include_extras=True))
     return given
 
 
@@ -119,7 +147,7 @@ def from_params(cls, given: dict | None, where: str):
         n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     check_keys(where, given, fields, required)
-    _check_types(where, given, typing.get_type_hints(cls))
+    _check_types(where, given, typing.get_type_hints(cls, include_extras=True))
     obj = cls(**given)
     if hasattr(obj, "check"):
         obj.check(where)

@@ -75,15 +75,13 @@ class ExtractParams:
     """params.yaml ``extract``: options shared by every extraction stage."""
 
     on_failure: Literal["mask", "exclude", "stop"] = "mask"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: P.Device = "auto"
+    precision: P.Precision = "fp32"
     engine: Literal["local", "ray"] = "local"
     decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
     ray: dict | None = None  # RayParams
 
     def check(self, where):
-        if not isinstance(self.device, str) or not rt.DEVICE_PATTERN.match(self.device):
-            raise P.ParamsError(f"params.yaml: {where}.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
             raise P.ParamsError(
                 f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "

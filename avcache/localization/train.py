@@ -19,20 +19,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from avcache import runtime
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError, read_dataset
@@ -51,7 +49,7 @@ class Recipe:
     lr_step: int = 15000  # iterations
     lr_gamma: float = 0.1
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: P.Device = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the training steps only
     patience: int | None = None  # epochs without a val improvement before a seed stops; None: never
     loss: Literal["reference", "cross_entropy"] = "reference"
@@ -64,7 +62,6 @@ class Recipe:
             raise P.ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
         if self.patience is not None and self.patience <= 0:
             raise P.ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
-        resolve_device(self.device)  # a malformed or missing device stops the stage before any work
 
     def out_of_patience(self, best_epoch: int, epoch: int) -> bool:
         """After ``epoch``, has val accuracy gone ``patience`` epochs without improving?"""
@@ -147,16 +144,6 @@ def load_data(dataset, audio, visual) -> Data:
     )
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seeds every generator; the batch order comes from the returned CPU generator, so it is the
-    same on every device."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    return torch.Generator().manual_seed(seed)
-
-
 def segment_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return (probs.argmax(-1) == labels.argmax(-1).to(probs.device)).float().mean().item()
 
@@ -192,7 +179,7 @@ def train_one(
     ``epoch - best epoch``, so it resumes with them. ``on_epoch(epoch, model, history row)`` is
     called after each validation (the benchmark's hook).
     """
-    gen = seed_everything(seed)
+    gen = runtime.deterministic(seed)  # the batch order comes from this CPU generator: the same on every device
     device = data.device
     model = build(model_name, **data.shapes, **options).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -302,33 +289,6 @@ def run_key(model_name: str, options: dict, recipe: Recipe, caches: list[Path]) 
     return h.hexdigest()[:16]
 
 
-def check_precision(device: torch.device, precision: str) -> None:
-    """bf16 needs hardware support to pay: stop where there is none on a GPU, warn on a CPU."""
-    if precision != "bf16":
-        return
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise P.ParamsError(
-            f"params.yaml: train.precision is bf16 but {torch.cuda.get_device_name(device)} "
-            "does not support it; use fp32"
-        )
-    if device.type == "cpu":
-        native = (
-            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-            or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        )
-        if not native:
-            print(
-                "warning: train.precision bf16 on this CPU runs emulated bf16 kernels (no AMX/AVX512-BF16): "
-                "expect it to be slower than fp32 (bench/train_speed.py)"
-            )
-        elif os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
-            print(
-                "warning: train.precision bf16 with oneDNN capped at AVX2 by the portable kernels runs emulated "
-                "bf16 kernels (5-6x slower than fp32); this CPU has bf16 units: run with AVCACHE_KERNELS=native "
-                "(1.7x faster than fp32 on an AVX512-BF16 CPU, README: Training speed)"
-            )
-
-
 def train(
     model_name: str,
     options: dict,
@@ -347,7 +307,8 @@ def train(
     vmap rule (torch loops over them); bench/train_speed.py --only seeds measures it.
     """
     device = resolve_device(recipe.device)
-    check_precision(device, recipe.precision)
+    if recipe.precision == "bf16":
+        runtime.check_torch_bf16(device, "train.precision")
     data = load_data(dataset, audio, visual).to(device)
     print(
         f"train: {model_name} on {device}, {recipe.precision}, loss {recipe.loss}, patience {recipe.patience or 'off'}",

@@ -58,17 +58,17 @@ class Extractor:
     # --- device and precision (runtime.py) ---
     def torch_device(self) -> str:
         if self.device is None:
-            self.device = runtime.torch_device(self.device_spec)
+            device = runtime.torch_device(self.device_spec)
+            if device.type == "cuda" and self.device_spec != "auto":
+                runtime.torch_true_fp32()
+            self.device = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
         return self.device
 
     def torch_module(self, module):
         """``module`` in eval mode on the extractor's device."""
         import torch
 
-        torch.use_deterministic_algorithms(True)
-        # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
-        # memory: 8 % of Lite0's time on this CPU, and no op we run reads such memory (same bits)
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        runtime.deterministic()
         if torch.get_num_threads() < 2:  # oneDNN's one-thread CPU kernels give other bits (Lite0: 4e-5)
             torch.set_num_threads(2)  # than 2 or more threads, which all agree: a 1-CPU Ray actor too
         return module.eval().to(self.torch_device())

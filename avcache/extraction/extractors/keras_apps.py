@@ -28,9 +28,8 @@ def build(extractor, app: str, weights_file: str, weights: str | None, size: int
     name = extractor.name
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
+    runtime.tf_deterministic()
     if weights is not None and not Path(weights).is_file():
         raise WeightsNotFound(
             f"{name}: weights file {weights} does not exist; set "

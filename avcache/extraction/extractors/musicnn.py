@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avcache import runtime
 from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
 from avcache.extraction.reduce import pool_seconds
 
@@ -102,7 +103,7 @@ class Musicnn(AudioExtractor):
 
         warnings.filterwarnings("ignore", message=r"`tf\.layers\.\w+` is deprecated", category=UserWarning)
         tf.get_logger().setLevel("ERROR")
-        tf.config.experimental.enable_op_determinism()
+        runtime.tf_deterministic()
         self.graph = tf.Graph()
         device = self.tf_device()
         with self.graph.as_default(), tf.device(device):
