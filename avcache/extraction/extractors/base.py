@@ -59,7 +59,7 @@ class Extractor:
     def torch_device(self) -> str:
         if self.device is None:
             device = runtime.torch_device(self.device_spec)
-            if device.type == "cuda" and self.device_spec != "auto":
+            if device.type == "cuda":  # auto too: fp32 is true fp32 whatever chose the GPU
                 runtime.torch_true_fp32()
             self.device = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
         return self.device
