@@ -34,7 +34,7 @@ from avcache import runtime
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError, read_dataset
-from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
 
@@ -283,9 +283,7 @@ def run_key(model_name: str, options: dict, recipe: Recipe, caches: list[Path]) 
     """What a resumable run depends on: model, options, recipe and the exact cache contents."""
     h = hashlib.sha256(json.dumps([model_name, options, asdict(recipe)], sort_keys=True).encode())
     for path in caches:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        hash_file(h, path)
     return h.hexdigest()[:16]
 
 

@@ -7,7 +7,6 @@ happen outside it, so any extractor can be sharded over videos without changing 
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from avcache import media, runtime
 
 class WeightsNotFound(RuntimeError):
     """Pretrained weights cannot be obtained; the message says how to provide them."""
-
-
-def sha256_files(*paths: str | Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def describe_source(path: str | Path, package: str | None = None) -> str:

@@ -13,7 +13,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 from avcache.extraction.extractors.waveform import check_variant, conv_geometry, frames_to_rows
 
 

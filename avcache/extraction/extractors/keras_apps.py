@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avcache import runtime
-from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source
 
 
 def keras_cache(fname: str) -> Path:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avcache import runtime
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 from avcache.extraction.reduce import pool_seconds
 
 SR, HOP, N_FFT, N_MELS = 16000, 256, 512, 96

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 
 CHOICES = {
     "input_repr": ("linear", "mel128", "mel256"),

@@ -7,12 +7,12 @@ take a mono 16 kHz float32 waveform and return one row per 0.96-s window.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from avcache.contract.io import sha256_files
 from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound
 
 WINDOW = 0.96  # seconds per example, both models
@@ -40,11 +40,7 @@ def savedmodel_sha256(handle: str) -> str | None:
     folder = Path(handle)
     if not folder.is_dir():
         return None
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
+    return sha256_files(*(p for p in sorted(folder.rglob("*")) if p.is_file()), root=folder)
 
 
 class HubAudioExtractor(AudioExtractor):
