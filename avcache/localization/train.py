@@ -63,9 +63,34 @@ class Recipe:
         if self.patience is not None and self.patience <= 0:
             raise P.ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
 
-    def out_of_patience(self, best_epoch: int, epoch: int) -> bool:
+
+@dataclass(frozen=True)
+class Patience:
+    """The patience rule (``train.patience``; None: never stop): the selected epoch is the first
+    with the best val accuracy so far (only a strict improvement moves it), and a seed stops after
+    the epoch that is ``patience`` epochs past it. A run with patience is therefore exactly the
+    first epochs of the full run, and ``replay`` tells its epochs from the full run's accuracies."""
+
+    patience: int | None
+
+    @staticmethod
+    def improves(acc: float, best_acc: float) -> bool:
+        return acc > best_acc
+
+    def exhausted(self, best_epoch: int, epoch: int) -> bool:
         """After ``epoch``, has val accuracy gone ``patience`` epochs without improving?"""
         return self.patience is not None and epoch - best_epoch >= self.patience
+
+    def replay(self, val: list[float]) -> tuple[int, int]:
+        """(selected epoch, stopping epoch), 0-based, of the run with this patience whose full
+        run had the val accuracies ``val`` (one per epoch)."""
+        best = 0
+        for epoch, acc in enumerate(val):
+            if self.improves(acc, val[best]):
+                best = epoch
+            if self.exhausted(best, epoch):
+                return best, epoch
+        return best, len(val) - 1
 
 
 def reference_loss(logits, labels):
@@ -186,6 +211,7 @@ def train_one(
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_gamma)
     loss_fn = LOSSES[recipe.loss]
     bf16 = recipe.precision == "bf16"
+    patience = Patience(recipe.patience)
     train_idx, val_idx = data.split("train"), data.split("val")
     n_batches, bs = len(train_idx) // recipe.batch_size, recipe.batch_size
     if n_batches == 0:
@@ -209,7 +235,7 @@ def train_one(
         dynamic_ncols=True,
     )
     for epoch in range(start, recipe.epochs):
-        if history and recipe.out_of_patience(best["epoch"], history[-1]["epoch"]):
+        if history and patience.exhausted(best["epoch"], history[-1]["epoch"]):
             break  # also when resuming a seed that had already stopped
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen).to(device)]
@@ -227,7 +253,7 @@ def train_one(
             total += loss.detach()
             correct += (logits.argmax(-1) == labels.argmax(-1)).sum()
         val_acc = segment_accuracy(predict(model, data.audio, data.visual, val_idx), data.labels[val_idx])
-        if val_acc > best["val_acc"]:
+        if patience.improves(val_acc, best["val_acc"]):
             best = {
                 "val_acc": val_acc,
                 "epoch": epoch,
