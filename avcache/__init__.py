@@ -11,6 +11,7 @@ Where things are (each part depends only on the ones above it):
 - ``datasets/``:       AVE, the clip formats, the embedded demos and the dataset stage.
 - ``media``:           decoding audio and video on one media clock.
 - ``extraction/``:     the extractors (registry), reductions, work store, engines, the stage, plan.
+- ``metrics``:         metrics and result tables that both tasks' evaluations write.
 - ``localization/``:   AVE event localization: AV-att / DMRN models, training, evaluation, attention.
 - ``classification/``: clip classification: heads on cached embeddings, the fold protocol, metrics.
 - ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs.
