@@ -42,6 +42,7 @@ from avcache.contract.io import atomic_write
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
 from avcache.media import MediaError
+from avcache.workdir import WorkDir
 
 POLICIES = ("stop", "exclude", "mask")
 ENGINES = ("local", "ray")
@@ -134,19 +135,17 @@ def file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-class WorkStore:
-    """Finished per-video results of one extraction configuration, one file each, written atomically.
+class WorkStore(WorkDir):
+    """Finished per-video results of one extraction configuration, one file each, written
+    atomically, in the work folder ``.<cache name>.work-<key>`` beside the cache.
 
     Rows are kept across runs (a killed stage resumes); failures are kept only within a run, so
     a video that was fixed or replaced is tried again.
     """
 
     def __init__(self, out: Path, key: str):
-        self.dir = out.parent / f".{out.stem}.work-{key}"
-        for stale in out.parent.glob(f".{out.stem}.work-*"):
-            if stale != self.dir:  # another configuration's leftovers can never be resumed
-                shutil.rmtree(stale, ignore_errors=True)
-        (self.dir / "rows").mkdir(parents=True, exist_ok=True)
+        super().__init__(out.parent, f".{out.stem}.work-", key)
+        (self.dir / "rows").mkdir(exist_ok=True)
         shutil.rmtree(self.dir / "failed", ignore_errors=True)
         (self.dir / "failed").mkdir()
 
@@ -187,9 +186,6 @@ class WorkStore:
     def failure(self, i: int) -> str | None:
         p = self._fail(i)
         return json.loads(p.read_text())["reason"] if p.exists() else None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def work_key(

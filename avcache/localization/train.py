@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
+from avcache.workdir import WorkDir
 
 
 @dataclass
@@ -341,8 +341,9 @@ def train(
     models_dir.mkdir(parents=True, exist_ok=True)
     for old in models_dir.glob("*.pt"):
         old.unlink()
-    work = models_dir.parent / f".{models_dir.name}.work" / run_key(model_name, options, recipe, [audio, visual])
-    work.mkdir(parents=True, exist_ok=True)
+    work = WorkDir(
+        models_dir.parent / f".{models_dir.name}.work", "", run_key(model_name, options, recipe, [audio, visual])
+    )
     caches = {
         m: {"path": str(p), **{k: read_provenance(p).get(k) for k in ("name", "extractor", "code_sha256")}}
         for m, p in (("audio", audio), ("visual", visual))
@@ -354,7 +355,7 @@ def train(
     try:
         for seed in recipe.seeds:
             model, summary = train_one(
-                model_name, options, data, recipe, seed, live, progress, state_path=work / f"seed{seed}.state.pt"
+                model_name, options, data, recipe, seed, live, progress, state_path=work.dir / f"seed{seed}.state.pt"
             )
             save_checkpoint(
                 models_dir / f"seed{seed}.pt",
@@ -385,7 +386,7 @@ def train(
         )
         + "\n",
     )
-    shutil.rmtree(work, ignore_errors=True)
+    work.remove()
     return summaries
 
 
