@@ -173,7 +173,7 @@ def test_extract_params_name_the_bad_key():
         ParamsError, match="extract.decode_workers must be auto, 0 .serial. or a number of processes, got 'many'"
     ):
         from_params(ExtractParams, {"decode_workers": "many"}, "extract")
-    assert from_params(ExtractParams, {}, "extract").decode_workers >= 1  # auto: at least one
+    assert engine.decode_workers(from_params(ExtractParams, {}, "extract").decode_workers) >= 1  # auto: at least one
     with pytest.raises(ParamsError, match=r"extract.ray: unknown key\(s\) \['adress'\]"):
         from_params(ExtractParams, {"ray": {"adress": "auto"}}, "extract")
 

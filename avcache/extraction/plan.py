@@ -30,9 +30,10 @@ import numpy as np
 from avcache import media
 from avcache.contract import params as P
 from avcache.contract.dataset import DatasetError, read_dataset
+from avcache.contract.params import ExtractParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import make_reduction
-from avcache.extraction.stage import ExtractParams, video_path
+from avcache.extraction.stage import video_path
 
 
 def human(n: float, unit: str = "B") -> str:
@@ -143,7 +144,7 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     )
     timed = max(1, len(paths) - 1)
     serial = (d + m) * len(unique)
-    workers = settings.decode_workers
+    workers = engine.decode_workers(settings.decode_workers)
     piped = max(m, d / workers) * len(unique) if workers else serial
     lines.append(
         f"  time on this machine ({extractor.runtime()['device']}, {settings.precision}; "

@@ -24,9 +24,7 @@ import os
 import platform
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import av
 import h5py
@@ -39,57 +37,11 @@ from avcache.contract import params as P
 from avcache.contract.cache import CacheWriter, Storage
 from avcache.contract.dataset import Dataset, DatasetError, read_dataset
 from avcache.contract.io import atomic_write
+from avcache.contract.params import ExtractParams, RayParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
 from avcache.media import MediaError
 from avcache.workdir import WorkDir
-
-POLICIES = ("stop", "exclude", "mask")
-ENGINES = ("local", "ray")
-
-
-@dataclass
-class RayParams:
-    """params.yaml ``extract.ray``: where the Ray engine runs and how big its actors are."""
-
-    address: str | None = None  # null: a local Ray instance; "auto" or ray://host:10001: a cluster
-    cpus_per_worker: float = 2  # CPUs each actor reserves (decoding, and the model on CPU)
-    workers: int | None = None  # null: one per GPU (device cuda) or per cpus_per_worker CPUs
-    decode_workers: int = 1  # decode processes inside each actor (0: decode in the actor's threads)
-    max_retries: int = 3  # times a video is retried on a restarted actor after its worker died
-
-    def check(self, where):
-        if (
-            self.cpus_per_worker <= 0
-            or (self.workers is not None and self.workers < 1)
-            or self.decode_workers < 0
-            or self.max_retries < 0
-        ):
-            raise P.ParamsError(
-                f"params.yaml: {where}: cpus_per_worker and workers must be positive, "
-                f"decode_workers and max_retries at least 0, got {self.__dict__}"
-            )
-
-
-@dataclass
-class ExtractParams:
-    """params.yaml ``extract``: options shared by every extraction stage."""
-
-    on_failure: Literal["mask", "exclude", "stop"] = "mask"
-    device: P.Device = "auto"
-    precision: P.Precision = "fp32"
-    engine: Literal["local", "ray"] = "local"
-    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
-    ray: dict | None = None  # RayParams
-
-    def check(self, where):
-        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
-            raise P.ParamsError(
-                f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
-                f"of processes, got {self.decode_workers!r}"
-            )
-        self.decode_workers = engine.decode_workers(self.decode_workers)
-        self.ray = P.from_params(RayParams, self.ray, f"{where}.ray")
 
 
 class StageError(RuntimeError):
@@ -239,6 +191,7 @@ class LocalEngine:
 
 
 def open_engine(name, options, reduction, reduction_cfg, device, precision, engine_name, decode_workers, ray):
+    P.check_value("extract.engine", engine_name, P.Engine)
     if engine_name == "ray":
         from avcache.extraction import engine_ray
 
@@ -246,8 +199,6 @@ def open_engine(name, options, reduction, reduction_cfg, device, precision, engi
             return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
         except engine_ray.RayMissing as e:
             raise StageError(str(e)) from None
-    if engine_name != "local":
-        raise ValueError(f"avcache.extraction.engine must be one of {ENGINES}, got {engine_name!r}")
     return LocalEngine(name, options, reduction, device, precision, engine.decode_workers(decode_workers))
 
 
@@ -272,8 +223,7 @@ def run(
     ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
     ``extract`` options; the rows, the report and the published cache do not depend on the
     engine (nor on its settings)."""
-    if on_failure not in POLICIES:
-        raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
+    P.check_value("extract.on_failure", on_failure, P.OnFailure)
     if not isinstance(ray, RayParams):
         ray = P.from_params(RayParams, ray, "extract.ray")
     out = Path(out)

@@ -20,9 +20,8 @@ import argparse
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -35,33 +34,9 @@ from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
+from avcache.contract.params import Recipe
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
 from avcache.workdir import WorkDir
-
-
-@dataclass
-class Recipe:
-    """params.yaml ``train``; the defaults are the reference recipe for AVE."""
-
-    epochs: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_step: int = 15000  # iterations
-    lr_gamma: float = 0.1
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    device: P.Device = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the training steps only
-    patience: int | None = None  # epochs without a val improvement before a seed stops; None: never
-    loss: Literal["reference", "cross_entropy"] = "reference"
-
-    def check(self, where: str) -> None:
-        for k in ("epochs", "batch_size", "lr", "lr_step", "lr_gamma"):
-            if getattr(self, k) <= 0:
-                raise P.ParamsError(f"params.yaml: {where}.{k} must be positive, got {getattr(self, k)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise P.ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
-        if self.patience is not None and self.patience <= 0:
-            raise P.ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
 
 
 @dataclass(frozen=True)
