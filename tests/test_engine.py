@@ -89,11 +89,11 @@ def test_decode_workers_are_clean_processes_with_the_portable_kernels():
         import os
 
         assert pool.submit(os.getenv, "ONEDNN_MAX_CPU_ISA").result() == "AVX2"
-        kind, frames = pool.submit(engine.decode, _Fps1().decoder(), DOG).result()
-        assert kind == "decoded" and frames.images.shape == (10, 224, 224, 3)
+        decoded = pool.submit(engine.decode, _Fps1().decoder(), DOG).result()
+        assert isinstance(decoded, engine.Decoded) and decoded.clip.images.shape == (10, 224, 224, 3)
         assert pool.submit(engine.worker_modules).result() == []  # decoding imported no framework
         failed = pool.submit(engine.decode, _Fps1().decoder(), DOG.parent / "nope.mp4").result()
-        assert failed[0] == "failed" and failed[1].endswith("nope.mp4: file not found")
+        assert isinstance(failed, engine.Failed) and failed.reason.endswith("nope.mp4: file not found")
     finally:
         pool.shutdown()
 

@@ -75,7 +75,8 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     """Per-second features [10, ...] of one video, what decoding did (numbers) and notes for people.
 
     A pure function of the file and the configuration."""
-    return engine.finish(extractor, reduction, extractor.decode(path))[1:]
+    row = engine.finish(extractor, reduction, extractor.decode(path))
+    return row.values, row.facts, row.notes
 
 
 def file_stamp(path: Path) -> str:
@@ -312,15 +313,15 @@ def _run(
     results = backend.results(tasks)
     try:
         for task, result in results:
-            if result[0] == "row":
-                work.put(task.index, *result[1:], stamps[task.index])
-            elif result[0] == "failed":
-                work.fail(task.index, result[1])
-            else:  # not the file's fault: stop, naming the video, keep the rest
-                print(result[2], file=sys.stderr, end="")
+            if isinstance(result, engine.Row):
+                work.put(task.index, result.values, result.facts, result.notes, stamps[task.index])
+            elif isinstance(result, engine.Failed):
+                work.fail(task.index, result.reason)
+            else:  # an engine.Error, not the file's fault: stop, naming the video, keep the rest
+                print(result.traceback, file=sys.stderr, end="")
                 path = task.path or Path(videos) / task.video
                 raise StageError(
-                    f"video {task.video} ({path}): {result[1]}. Finished videos are "
+                    f"video {task.video} ({path}): {result.what}. Finished videos are "
                     f"kept in {work.dir}; fix the cause and re-run"
                 )
             bar.update(1)
