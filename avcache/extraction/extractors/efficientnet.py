@@ -75,8 +75,9 @@ class EfficientNet(VisualExtractor):
         frames_per_second: int = 16,
         batch_size: int = 32,
         input_size: int | None = None,
+        **kw,
     ):
-        super().__init__(frames_per_second)
+        super().__init__(frames_per_second, **kw)
         variant = variant or self.default_variant
         if variant not in VARIANTS:
             raise ValueError(f"efficientnet variant {variant!r} unknown; available: {sorted(VARIANTS)}")

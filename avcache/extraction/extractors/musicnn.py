@@ -54,7 +54,9 @@ class Musicnn(AudioExtractor):
         layers=("cnn1", "cnn2", "cnn3"),
         combine: str = "concat",
         weights: str | None = None,
+        **kw,
     ):
+        super().__init__(**kw)
         if model not in MODELS:
             raise ValueError(f"musicnn model {model!r} unknown; choose one of {sorted(MODELS)}")
         self.model, self.layers, self.combine = model, list(layers), combine

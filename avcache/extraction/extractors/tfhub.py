@@ -54,7 +54,8 @@ class HubAudioExtractor(AudioExtractor):
 
     fp32_only = "a TF Hub SavedModel computes in the dtypes its graph was saved with"
 
-    def __init__(self, handle: str | None = None):
+    def __init__(self, handle: str | None = None, **kw):
+        super().__init__(**kw)
         self.handle = handle or self.default_handle
         with self.tf_scope():
             self.model = load_hub(self.name, self.handle)
@@ -101,11 +102,11 @@ class YAMNet(HubAudioExtractor):
     hop = 0.48
     flops_per_second = 2 * 69.2e6 / hop  # its README: 69.2 M multiply-adds per 0.96-s frame
 
-    def __init__(self, handle: str | None = None, layer: str = "embeddings"):
+    def __init__(self, handle: str | None = None, layer: str = "embeddings", **kw):
         if layer not in ("embeddings", "scores"):
             raise ValueError(f"yamnet layer must be 'embeddings' or 'scores', got {layer!r}")
         self.layer = layer
-        super().__init__(handle)
+        super().__init__(handle, **kw)
 
     def outputs(self, waveform):
         scores, embeddings, _ = self.model(waveform)
