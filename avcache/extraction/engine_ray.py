@@ -20,8 +20,8 @@ publication are exactly the local engine's and the cluster needs no shared writa
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from avcache import kernels, runtime
 from avcache.contract.params import ParamsError
 from avcache.extraction import engine
 from avcache.extraction.extractors import WeightsNotFound
+
+log = logging.getLogger(__name__)
 
 RAY_PIN = "ray==2.60.0"
 START_TIMEOUT = 900  # seconds for every actor to load its model (weights may be read from a network disk)
@@ -215,7 +217,7 @@ class RayEngine:
                 f"{sorted({str(i.runtime) for i in infos})}; use nodes of one kind"
             )
         if first.kernels != kernels.describe():
-            print(f"note: Ray workers use kernels {first.kernels}", file=sys.stderr)
+            log.warning("Ray workers use kernels %s (this process: %s)", first.kernels, kernels.describe())
         self.pids = [i.pid for i in infos]
 
     def about(self) -> str:

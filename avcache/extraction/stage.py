@@ -20,6 +20,7 @@ import argparse
 import errno
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -42,6 +43,8 @@ from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
 from avcache.media import MediaError
 from avcache.workdir import WorkDir
+
+log = logging.getLogger(__name__)
 
 
 class StageError(RuntimeError):
@@ -271,10 +274,7 @@ def _run(
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
-        print(
-            f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
-            file=sys.stderr,
-        )
+        log.info("resuming %s/%s: %d of %d videos already done in %s", modality, name, done_before, len(ids), work.dir)
     first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
     for i, vid in enumerate(ids):
         if work.done(i, stamps[i]):
@@ -288,7 +288,7 @@ def _run(
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
     if tasks:
-        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
+        log.info("%s/%s: %d videos to extract on the %s", modality, name, len(tasks), backend.about())
     bar = tqdm(
         total=len(ids),
         initial=done_before,
@@ -318,7 +318,8 @@ def _run(
             elif isinstance(result, engine.Failed):
                 work.fail(task.index, result.reason)
             else:  # an engine.Error, not the file's fault: stop, naming the video, keep the rest
-                print(result.traceback, file=sys.stderr, end="")
+                if result.traceback:
+                    log.error("video %s: %s", task.video, result.traceback.rstrip())
                 path = task.path or Path(videos) / task.video
                 raise StageError(
                     f"video {task.video} ({path}): {result.what}. Finished videos are "
@@ -334,10 +335,14 @@ def _run(
     notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
     write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
     if failed:
-        print(
-            f"{modality}/{name}: {len(failed)} of {len(ids)} videos failed (policy {on_failure}); "
-            f"see {report_path(out)}",
-            file=sys.stderr,
+        log.warning(
+            "%s/%s: %d of %d videos failed (policy %s); see %s",
+            modality,
+            name,
+            len(failed),
+            len(ids),
+            on_failure,
+            report_path(out),
         )
     if failed and on_failure == "stop":
         raise StageError(
@@ -456,4 +461,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from avcache.cli import configure_logging
+
+    configure_logging()
     main()

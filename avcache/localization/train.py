@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from avcache.contract.pair import load_pair
 from avcache.contract.params import Recipe
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
 from avcache.workdir import WorkDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def _load_resume(path: Path | None, device: torch.device):
     try:
         return torch.load(path, weights_only=False, map_location=device)
     except Exception as e:  # never resume from a corrupt file: start this seed over
-        print(f"warning: cannot resume from {path} ({type(e).__name__}: {e}); restarting this seed")
+        log.warning("cannot resume from %s (%s: %s); restarting this seed", path, type(e).__name__, e)
         return None
 
 
@@ -265,12 +268,11 @@ def train_one(
                 live.log_metric(f"seed{seed}/{k}", row[k])
     model.load_state_dict(best["state"])
     if best["epoch"] == 0 and history[-1]["epoch"] < recipe.epochs - 1:
-        print(
-            f"warning: {model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
+        log.warning(
+            f"{model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
             f"{recipe.patience}) without ever beating its first epoch's val accuracy ({best['val_acc']:.4f}): "
             "it may still be on a trivial prediction. The reference loss can sit on all-background for tens "
-            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy",
-            flush=True,
+            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy"
         )
     return model, {
         "seed": seed,
@@ -309,9 +311,13 @@ def train(
     if recipe.precision == "bf16":
         runtime.check_torch_bf16(device, "train.precision")
     data = load_data(dataset, audio, visual).to(device)
-    print(
-        f"train: {model_name} on {device}, {recipe.precision}, loss {recipe.loss}, patience {recipe.patience or 'off'}",
-        flush=True,
+    log.info(
+        "train: %s on %s, %s, loss %s, patience %s",
+        model_name,
+        device,
+        recipe.precision,
+        recipe.loss,
+        recipe.patience or "off",
     )
     models_dir.mkdir(parents=True, exist_ok=True)
     for old in models_dir.glob("*.pt"):
@@ -396,4 +402,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from avcache.cli import configure_logging
+
+    configure_logging()
     main()
