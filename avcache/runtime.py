@@ -22,13 +22,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import typing
 
 from avcache.contract import params as P
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = typing.get_args(P.Precision)
 
 
 class DeviceError(P.ParamsError):
