@@ -82,7 +82,7 @@ def time_videos(extractor, reduction, paths: list[Path], seconds: int = media.CL
         else:
             result = engine.finish(extractor, reduction, decoded, seconds)
         t2 = time.perf_counter()
-        row = result[1]
+        row = result.values
         if k > 0 or len(paths) == 1:
             decode_s.append(t1 - t0)
             model_s.append(t2 - t1)
