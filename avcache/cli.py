@@ -33,9 +33,11 @@ def usage() -> str:
 
 def configure_logging() -> None:
     """Warnings and progress notes (``logging``) on stderr; stdout is for results. The project's
-    loggers report from INFO up, other libraries from WARNING up."""
+    loggers report from INFO up (``__main__`` too: a stage module run with ``python -m``), other
+    libraries from WARNING up."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("avcache").setLevel(logging.INFO)
+    for name in ("avcache", "__main__"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:
