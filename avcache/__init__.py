@@ -19,4 +19,5 @@ Where things are (each part depends only on the ones above it):
                        protocol, training, evaluation (metrics), attention (none: a README says why).
 - ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs; ``train``,
                        ``evaluate`` and ``attention`` run the task of the dataset file's kind.
+- ``metrics``:         metrics and result tables that both tasks' evaluations write.
 """

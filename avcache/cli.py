@@ -10,6 +10,7 @@ before that module, and so numpy, torch or TensorFlow, is imported. ``dvc.yaml``
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 from avcache.tasks import TASKS, task_module
@@ -36,11 +37,21 @@ def usage() -> str:
     return "usage: avcache <command> [options]   (avcache <command> --help)\n\ncommands:\n" + "\n".join(lines)
 
 
+def configure_logging() -> None:
+    """Warnings and progress notes (``logging``) on stderr; stdout is for results. The project's
+    loggers report from INFO up (``__main__`` too: a stage module run with ``python -m``), other
+    libraries from WARNING up."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    for name in ("avcache", "__main__"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return
+    configure_logging()
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"avcache: unknown command {command!r}\n\n{usage()}")

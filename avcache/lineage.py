@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from avcache.contract.io import sha256_files
 from avcache.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ def stages() -> dict[str, list[str]]:
 
 def fingerprint(stage: str) -> dict:
     """The stage's code: each file of its closure with its sha256, and one hash over them all."""
-    files = {rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest() for rel in closure(*stages()[stage])}
+    files = {rel: sha256_files(ROOT / rel) for rel in closure(*stages()[stage])}
     total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"stage": stage, "sha256": total, "files": files}
 

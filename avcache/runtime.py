@@ -1,78 +1,97 @@
-"""Where and in what precision an extractor computes: params.yaml ``extract.device`` / ``extract.precision``.
+"""Where and in what precision the project computes, for extraction and training alike.
 
-``device``: ``auto`` (CUDA when the extractor's framework sees a GPU, else the CPU), ``cpu``,
-``cuda`` or ``cuda:N``. A CUDA device that is asked for and missing stops the stage: nothing
-falls back to the CPU silently. PyTorch models and inputs are moved to the device; TensorFlow
-models are built and run inside ``tf.device``.
+Devices: params.yaml ``extract.device`` and ``train.device`` (``avcache.contract.params.Device``):
+``auto`` (CUDA when the framework sees a GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``. A
+CUDA device that is asked for and missing stops the stage, naming the param: nothing falls back
+to the CPU silently. ``torch_device`` resolves a spec for PyTorch (extractors and training),
+``tf_device`` for TensorFlow (models are built and run inside ``tf.device``).
 
-``precision``: ``fp32`` (default), ``bf16`` or ``fp16``. fp32 is true fp32 on every device:
-TF32 tensor cores are turned off in PyTorch and TensorFlow, so a cache computed on a GPU matches
-the CPU's to float tolerance and switching device never needs a re-extraction for comparability.
-bf16/fp16 autocast PyTorch models (``torch.autocast``) and build Keras models under a mixed
-dtype policy; graphs whose dtypes are fixed (TF Hub SavedModels, musicnn's TF1 graph) are fp32
-only and say so rather than compute in fp32 while the provenance says otherwise.
+Precision (extraction): ``extract.precision`` ``fp32`` (default), ``bf16`` or ``fp16``. fp32 is
+true fp32 on every device: TF32 tensor cores are turned off in PyTorch and TensorFlow, so a cache
+computed on a GPU matches the CPU's to float tolerance and switching device never needs a
+re-extraction for comparability. bf16/fp16 autocast PyTorch models (``torch.autocast``) and build
+Keras models under a mixed dtype policy; graphs whose dtypes are fixed (TF Hub SavedModels,
+musicnn's TF1 graph) are fp32 only and say so rather than compute in fp32 while the provenance
+says otherwise. Training (``train.precision``: fp32 or bf16 autocast) checks its bf16 here too.
+
+Every error is a ``DeviceError``, a ``ParamsError``: the stages report it like any bad param.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import re
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-PRECISIONS = ("fp32", "bf16", "fp16")
+from avcache.contract import params as P
 
-
-class DeviceError(RuntimeError):
-    """The configured device or precision cannot be used; the message says what to set."""
+log = logging.getLogger(__name__)
 
 
-def check(device: str, precision: str) -> None:
-    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
-        raise DeviceError(f"params.yaml: extract.device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if precision not in PRECISIONS:
-        raise DeviceError(f"params.yaml: extract.precision must be one of {PRECISIONS}, got {precision!r}")
+class DeviceError(P.ParamsError):
+    """The configured device or precision cannot be used; the message names the param and says what to set."""
+
+
+def check_device(spec: str, key: str = "extract.device") -> str:
+    """``spec`` if it is a device spec, else a DeviceError naming params.yaml ``key``."""
+    return P.check_value(key, spec, P.Device, DeviceError)
+
+
+def check(device: str, precision: str, section: str = "extract") -> None:
+    """``<section>.device`` and ``<section>.precision`` are values the project knows."""
+    check_device(device, f"{section}.device")
+    P.check_value(f"{section}.precision", precision, P.Precision, DeviceError)
 
 
 def _index(spec: str) -> int:
     return int(spec.split(":")[1]) if ":" in spec else 0
 
 
-def _no_gpu(spec: str, framework: str, found: int, why: str) -> DeviceError:
-    what = f"only {found} CUDA device(s) are visible" if found else "no CUDA device is visible"
+def _no_gpu(spec: str, key: str, framework: str, found: int, why: str) -> DeviceError:
+    env = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
+    if found:
+        return DeviceError(
+            f"params.yaml: {key} is {spec!r} but there are only {found} CUDA device(s) visible to "
+            f"{framework} ({why}; {env}); use cuda:0 to cuda:{found - 1}, cpu or auto"
+        )
     return DeviceError(
-        f"extract.device is {spec!r} but {what} to {framework} ({why}; CUDA_VISIBLE_DEVICES="
-        f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Install {framework} with CUDA support and "
-        "check the driver (nvidia-smi), or set extract.device to cpu (or auto: CUDA only when present)."
+        f"params.yaml: {key} is {spec!r} but CUDA is not available here (no CUDA device is visible to "
+        f"{framework}: {why}; {env}). Install {framework} with CUDA support and check the driver "
+        "(nvidia-smi), or use cpu or auto (auto: CUDA only when present)"
     )
 
 
-def torch_device(spec: str) -> str:
-    """``cpu`` or ``cuda:N`` for PyTorch; raises DeviceError when CUDA is asked for and missing."""
-    if spec == "cpu":
-        return "cpu"
+def torch_device(spec: str, key: str = "extract.device"):
+    """params.yaml ``key`` as a ``torch.device``: ``auto`` is the current GPU when there is one.
+
+    An explicit ``cuda`` that is not there raises DeviceError naming ``key``, instead of silently
+    computing on the CPU (at AVE's scale: hours per training seed)."""
+    check_device(spec, key)
     import torch
 
+    if spec == "cpu":
+        return torch.device("cpu")
     found = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if spec == "auto":
-        return "cuda:0" if found else "cpu"
+        return torch.device("cuda" if found else "cpu")
     if _index(spec) >= found:
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        raise _no_gpu(spec, "PyTorch", found, f"torch {torch.__version__}, {build}")
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    _torch_true_fp32(torch)
-    return f"cuda:{_index(spec)}"
+        raise _no_gpu(spec, key, "PyTorch", found, f"torch {torch.__version__}, {build}")
+    return torch.device(spec)
 
 
-def _torch_true_fp32(torch) -> None:
+def torch_true_fp32() -> None:
     """fp32 means fp32 on GPUs too: no TF32 in matmuls or cuDNN convolutions."""
+    import torch
+
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False  # the algorithm must not change between runs
 
 
-def tf_device(spec: str) -> str:
+def tf_device(spec: str, key: str = "extract.device") -> str:
     """``/CPU:0`` or ``/GPU:N`` for TensorFlow; raises DeviceError when CUDA is asked for and missing."""
+    check_device(spec, key)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -85,6 +104,7 @@ def tf_device(spec: str) -> str:
         cuda = tf.sysconfig.get_build_info().get("is_cuda_build", False)
         raise _no_gpu(
             spec,
+            key,
             "TensorFlow",
             len(gpus),
             f"tensorflow {tf.__version__}, {'a CUDA build' if cuda else 'a build without CUDA'}",
@@ -96,6 +116,37 @@ def tf_device(spec: str) -> str:
             pass
     tf.config.experimental.enable_tensor_float_32_execution(False)
     return f"/GPU:{0 if spec == 'auto' else _index(spec)}"
+
+
+def deterministic(seed: int | None = None):
+    """Deterministic PyTorch kernels from here on in this process (cuBLAS's fixed workspace, which
+    they need on CUDA, included); with ``seed``, Python's, numpy's and torch's generators seeded,
+    and a CPU ``torch.Generator`` seeded alike returned for the data order (the same on every
+    device). Extraction, training and the clip heads all switch determinism on here."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before any step
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+    # memory: 8 % of Lite0's time on this CPU, and no op we run reads such memory (same bits)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    if seed is None:
+        return None
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def tf_deterministic() -> None:
+    """Deterministic TensorFlow ops (``tf.config.experimental.enable_op_determinism``)."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
 
 
 def torch_dtype(precision: str):
@@ -160,3 +211,31 @@ def keras_policy(precision: str, device: str = "/CPU:0"):
 def describe(device: str | None, precision: str) -> dict:
     """What the cache's provenance records: the kind of device (not its index) and the precision."""
     return {"device": "cpu" if device in (None, "cpu", "/CPU:0") else "cuda", "precision": precision}
+
+
+def check_torch_bf16(device, key: str = "train.precision") -> None:
+    """bf16 needs hardware support to pay: stop where there is none on a GPU, warn on a CPU."""
+    import torch
+
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(
+            f"params.yaml: {key} is bf16 but {torch.cuda.get_device_name(device)} does not support it; use fp32"
+        )
+    if device.type == "cpu":
+        native = (
+            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+            or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        )
+        if not native:
+            log.warning(
+                "%s bf16 on this CPU runs emulated bf16 kernels (no AMX/AVX512-BF16): "
+                "expect it to be slower than fp32 (bench/train_speed.py)",
+                key,
+            )
+        elif os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
+            log.warning(
+                "%s bf16 with oneDNN capped at AVX2 by the portable kernels runs emulated bf16 kernels "
+                "(5-6x slower than fp32); this CPU has bf16 units: run with AVCACHE_KERNELS=native "
+                "(1.7x faster than fp32 on an AVX512-BF16 CPU, README: Training speed)",
+                key,
+            )

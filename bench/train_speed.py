@@ -213,16 +213,6 @@ def seeds_step(name: str, data: T.Data, steps: int, n_seeds: int = 3, batch_size
     return out
 
 
-def after_patience(val: list[float], patience: int | None) -> tuple[int, int]:
-    """(selected epoch, stopping epoch) of the run with ``patience`` whose full run had ``val``."""
-    best = 0
-    for e, acc in enumerate(val):
-        best = e if acc > val[best] else best
-        if patience is not None and e - best >= patience:
-            return best, e
-    return best, len(val) - 1
-
-
 def environment(device) -> dict:
     return {
         "kernels": describe(),
@@ -378,7 +368,7 @@ def report(a, tag: str) -> None:
             for p in [None] + a.patience:
                 if not full and (p is None or p > a.stop_patience):
                     continue  # the run stopped before it could tell
-                best, stop = after_patience(run["val"], p)
+                best, stop = T.Patience(p).replay(run["val"])  # training's own rule
                 secs = sum(run["seconds"][: stop + 1])
                 val, test = run["val"][best], run["test_at"][str(best)]
                 print(

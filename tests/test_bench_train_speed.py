@@ -23,10 +23,10 @@ def test_synthetic_data_has_ave_shapes_and_needs_both_modalities():
 def test_patience_arithmetic_matches_the_training_rule():
     """(selected, stopping epoch): stop once `patience` epochs passed without a strict improvement."""
     val = [0.1, 0.3, 0.3, 0.2, 0.4, 0.4, 0.4, 0.4]
-    assert B.after_patience(val, None) == (4, 7)
-    assert B.after_patience(val, 2) == (1, 3)
-    assert B.after_patience(val, 3) == (4, 7)
-    assert B.after_patience(val, 1) == (1, 2)
+    assert B.T.Patience(None).replay(val) == (4, 7)
+    assert B.T.Patience(2).replay(val) == (1, 3)
+    assert B.T.Patience(3).replay(val) == (4, 7)
+    assert B.T.Patience(1).replay(val) == (1, 2)
 
 
 @pytest.mark.parametrize("name", ["av_att", "dmrn"])

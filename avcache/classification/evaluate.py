@@ -21,7 +21,7 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write_text
-from avcache.localization.evaluate import mean_std, per_class, segment_metrics, write_confusion
+from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
 from avcache.plots import confusion_png, curves_png
 
 
@@ -81,20 +81,16 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     tables = [per_class(test_probs[si, tested], labels[tested], names) for si in range(len(seeds))]
-    classes = {n: {k: round(float(np.mean([t[n][k] for t in tables])), 4) for k in tables[0][n]} for n in names}
+    classes = mean_per_class(tables, names)
     atomic_write_text(
         results / "per_class.json",
         json.dumps({"per_class_test_mean_over_seeds": classes, "per_fold": metrics["per_fold"]}, indent=2) + "\n",
     )
-    rows = [
-        f"# {what}: every clip tested once (its own fold), mean over {len(seeds)} seed(s)\n\n"
-        "| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
-    ]
-    rows += [
-        f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n"
-        for n, m in classes.items()
-    ]
-    atomic_write_text(results / "per_class.md", "".join(rows))
+    write_per_class_md(
+        results / "per_class.md",
+        f"{what}: every clip tested once (its own fold), mean over {len(seeds)} seed(s)",
+        classes,
+    )
     key = "map" if ds.multi_label else "acc"
 
     def val_score(si: int) -> float:

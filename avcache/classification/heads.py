@@ -17,7 +17,6 @@ training clips only. ``avcache.classification.train`` trains every fold with eve
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avcache import runtime
 from avcache.contract.cache import read_features, read_valid
 from avcache.contract.dataset import ClipDataset
 from avcache.contract.params import ParamsError, check_call
@@ -146,11 +146,7 @@ class _Torch:
         )
 
     def fit(self, x, mask, y, val, seed, multi_label, log):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
-        gen = torch.Generator().manual_seed(seed)
+        gen = runtime.deterministic(seed)
         self.multi_label = multi_label
         self.net = self.build(x.shape[-1], y.shape[1])
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)

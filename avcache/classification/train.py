@@ -21,7 +21,7 @@ from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import ClipDataset, DatasetError, read_dataset
 from avcache.contract.io import atomic_write, atomic_write_text
-from avcache.localization.train import Recipe
+from avcache.contract.params import Recipe
 
 
 def train(

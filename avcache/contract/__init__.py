@@ -4,7 +4,7 @@
 - ``dataset``: the dataset file (video order, labels, splits or folds, class names)
 - ``cache``:   the per-extractor HDF5 feature caches (writer, checked readers)
 - ``pair``:    an (audio, visual) pair of caches as arrays, with the failure policy applied
-- ``io``:      atomic writes (temporary file, fsync, rename)
+- ``io``:      atomic writes (temporary file, fsync, rename) and file digests
 
 It imports nothing from the rest of the project; every other part builds on it.
 """

@@ -1,7 +1,8 @@
-"""Atomic writes: a reader sees the old file or the complete new one, never a partial write."""
+"""Atomic writes (a reader sees the old file or the complete new one, never a partial write) and file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +43,23 @@ def atomic_write(path: str | Path, write) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def hash_file(h, path: str | Path):
+    """``h`` (a hashlib object) updated with the bytes of ``path``, read in 1-MiB blocks."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
+def sha256_files(*paths: str | Path, root: str | Path | None = None) -> str:
+    """sha256 of the files' bytes, one after the other in the order given. With ``root``, each
+    file's bytes are preceded by its path relative to ``root`` (POSIX) and a NUL byte, so a
+    renamed file changes the digest too (a folder of files, e.g. a SavedModel)."""
+    h = hashlib.sha256()
+    for p in paths:
+        if root is not None:
+            h.update(Path(p).relative_to(root).as_posix().encode() + b"\0")
+        hash_file(h, p)
+    return h.hexdigest()

@@ -1,13 +1,19 @@
-"""params.yaml: loading, and validating each section with errors that name the key.
+"""params.yaml: loading, validating each section with errors that name the key, and the sections.
 
 Every stage reads its own section; an unknown key, a missing required key or a value of the
-wrong type stops the stage with ``params.yaml: <section>.<key>: ...`` before any work.
+wrong type stops the stage with ``params.yaml: <section>.<key>: ...`` before any work. The
+sections that are dataclasses are defined here (``from_params`` builds and checks them): ``extract``
+(``ExtractParams``, with ``extract.ray``: ``RayParams``), ``train`` (``Recipe``) and
+``attention`` (``AttentionParams``); ``dataset`` is ``avcache.datasets.stage.DatasetParams``.
+Options that belong to a class or a function (``extractors.<name>``, ``models.<name>``,
+``demo``) are checked against its signature (``check_call``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +25,22 @@ PARAMS_FILE = Path("params.yaml")
 
 class ParamsError(ValueError):
     """A param is unknown, missing or of the wrong type; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """``Annotated[str, Pattern(regex, text)]``: a string that ``regex`` matches in full, described
+    as ``text`` in errors."""
+
+    regex: str
+    text: str
+
+
+# values that more than one section takes (avcache.runtime resolves them)
+Device = typing.Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto | cpu | cuda | cuda:N")]
+Precision = typing.Literal["fp32", "bf16", "fp16"]
+OnFailure = typing.Literal["mask", "exclude", "stop"]  # what a video that cannot be decoded does to the cache
+Engine = typing.Literal["local", "ray"]
 
 
 def load(path: str | Path = PARAMS_FILE) -> dict:
@@ -63,6 +85,9 @@ def _conforms(value, hint) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is typing.Any:
         return True
+    if origin is typing.Annotated:
+        patterns = [m for m in hint.__metadata__ if isinstance(m, Pattern)]
+        return _conforms(value, args[0]) and all(re.fullmatch(m.regex, value) for m in patterns)
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, h) for h in args)
     if hint is type(None):
@@ -82,15 +107,25 @@ def _conforms(value, hint) -> bool:
 
 
 def _describe(hint) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        texts = [m.text for m in hint.__metadata__ if isinstance(m, Pattern)]
+        return texts[0] if texts else _describe(typing.get_args(hint)[0])
     if typing.get_origin(hint) is typing.Literal:
         return " | ".join(map(repr, typing.get_args(hint)))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def check_value(key: str, value, hint, error: type[ParamsError] = ParamsError):
+    """``value`` if it is of type ``hint`` (params.yaml ``key``), else ``error`` naming the key."""
+    if not _conforms(value, hint):
+        raise error(f"params.yaml: {key} must be {_describe(hint)}, got {value!r}")
+    return value
+
+
 def _check_types(where: str, given: dict, hints: dict) -> None:
     for k, v in given.items():
-        if k in hints and not _conforms(v, hints[k]):
-            raise ParamsError(f"params.yaml: {where}.{k} must be {_describe(hints[k])}, got {v!r}")
+        if k in hints:
+            check_value(f"{where}.{k}", v, hints[k])
 
 
 def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
@@ -107,7 +142,7 @@ def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
     }
     required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
     check_keys(where, given, params, required)
-    _check_types(where, given, typing.get_type_hints(target))
+    _check_types(where, given, typing.get_type_hints(target, include_extras=True))
     return given
 
 
@@ -119,8 +154,89 @@ def from_params(cls, given: dict | None, where: str):
         n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     check_keys(where, given, fields, required)
-    _check_types(where, given, typing.get_type_hints(cls))
+    _check_types(where, given, typing.get_type_hints(cls, include_extras=True))
     obj = cls(**given)
     if hasattr(obj, "check"):
         obj.check(where)
     return obj
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RayParams:
+    """params.yaml ``extract.ray``: where the Ray engine runs and how big its actors are."""
+
+    address: str | None = None  # null: a local Ray instance; "auto" or ray://host:10001: a cluster
+    cpus_per_worker: float = 2  # CPUs each actor reserves (decoding, and the model on CPU)
+    workers: int | None = None  # null: one per GPU (device cuda) or per cpus_per_worker CPUs
+    decode_workers: int = 1  # decode processes inside each actor (0: decode in the actor's threads)
+    max_retries: int = 3  # times a video is retried on a restarted actor after its worker died
+
+    def check(self, where):
+        if (
+            self.cpus_per_worker <= 0
+            or (self.workers is not None and self.workers < 1)
+            or self.decode_workers < 0
+            or self.max_retries < 0
+        ):
+            raise ParamsError(
+                f"params.yaml: {where}: cpus_per_worker and workers must be positive, "
+                f"decode_workers and max_retries at least 0, got {self.__dict__}"
+            )
+
+
+@dataclasses.dataclass
+class ExtractParams:
+    """params.yaml ``extract``: options shared by every extraction stage (avcache.extraction.stage)."""
+
+    on_failure: OnFailure = "mask"
+    device: Device = "auto"
+    precision: Precision = "fp32"
+    engine: Engine = "local"
+    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto: engine.decode_workers)
+    ray: RayParams | dict | None = None
+
+    def check(self, where):
+        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
+            raise ParamsError(
+                f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
+                f"of processes, got {self.decode_workers!r}"
+            )
+        if not isinstance(self.ray, RayParams):
+            self.ray = from_params(RayParams, self.ray, f"{where}.ray")
+
+
+@dataclasses.dataclass
+class Recipe:
+    """params.yaml ``train`` (avcache.localization.train); the defaults are the reference recipe for AVE."""
+
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_step: int = 15000  # iterations
+    lr_gamma: float = 0.1
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    device: Device = "auto"
+    precision: typing.Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the training steps only
+    patience: int | None = None  # epochs without a val improvement before a seed stops; None: never
+    loss: typing.Literal["reference", "cross_entropy"] = "reference"
+
+    def check(self, where: str) -> None:
+        for k in ("epochs", "batch_size", "lr", "lr_step", "lr_gamma"):
+            if getattr(self, k) <= 0:
+                raise ParamsError(f"params.yaml: {where}.{k} must be positive, got {getattr(self, k)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
+        if self.patience is not None and self.patience <= 0:
+            raise ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
+
+
+@dataclasses.dataclass
+class AttentionParams:
+    """params.yaml ``attention`` (avcache.localization.attention): which test videos get a map."""
+
+    videos: int = 4  # how many, when ``ids`` is empty
+    ids: list[str] = dataclasses.field(default_factory=list)  # these test videos instead
+    pick: typing.Literal["both", "confident_correct", "confident_wrong", "first"] = "both"

@@ -16,9 +16,10 @@ Frames of several videos are not batched together: on the CPU a frame's features
 the batch around it (EfficientNet-Lite0, oneDNN: batches of 1, 3 or 5 frames differ from
 batches of 8 or 32 by up to 2e-5), and on GPUs cuDNN picks algorithms by batch shape.
 
-A result is a tuple: ``("row", row, facts, notes)``, ``("failed", reason)`` for a video that
-cannot be decoded (``MediaError``: recorded, the others go on), or ``("error", what, traceback)``
-for anything else, which stops the stage naming the video.
+A result is a ``Row`` (per-second features, what decoding did, notes), a ``Failed`` for a video
+that cannot be decoded (``MediaError``: recorded, the others go on), or an ``Error`` for anything
+else, which stops the stage naming the video. They are dataclasses: they cross process
+boundaries (decode workers, Ray) by pickling, and the stage tells them apart by type.
 """
 
 from __future__ import annotations
@@ -36,8 +37,45 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from avcache.extraction.reduce import Reduction, pool_seconds
 from avcache.media import MediaError
+
+
+@dataclass
+class Row:
+    """A computed video: per-second features [seconds, ...], what decoding did (numbers, for the
+    cache) and notes for people (for the report)."""
+
+    values: np.ndarray
+    facts: dict
+    notes: list[str]
+
+
+@dataclass
+class Failed:
+    """A video that cannot be decoded or found (``MediaError``): recorded, the others go on."""
+
+    reason: str
+
+
+@dataclass
+class Error:
+    """Anything else (the model crashed, a worker died): the stage stops naming the video."""
+
+    what: str
+    traceback: str = ""
+
+
+@dataclass
+class Decoded:
+    """A decode worker's clip (``media.Audio`` / ``media.Frames``), ready for the model."""
+
+    clip: object
+
+
+Result = Row | Failed | Error
 
 
 @dataclass
@@ -51,42 +89,43 @@ class Task:
     seconds: int = 10  # decoded and pooled (the dataset's longest clip; shorter ones are padded)
 
 
-def finish(extractor, reduction: Reduction, decoded, seconds: int = 10) -> tuple:
-    """Model, per-video reduction and per-second pooling of one decoded clip: a row result."""
+def finish(extractor, reduction: Reduction, decoded, seconds: int = 10) -> Row:
+    """Model, per-video reduction and per-second pooling of one decoded clip."""
     values, times = extractor(decoded)
     if reduction.per_video:
         values = reduction(values)
     facts = {**decoded.facts(), "file": Path(decoded.file).name}  # the name only: no machine paths
-    return "row", pool_seconds(values, times, seconds), facts, decoded.notes()
+    return Row(pool_seconds(values, times, seconds), facts, decoded.notes())
 
 
-def guarded(fn, *args) -> tuple:
-    """``fn(*args)`` as a result: a MediaError fails the video, anything else is an error."""
+def guarded(fn, *args):
+    """``fn(*args)``, or the result it failed with: a MediaError fails the video, anything else
+    is an error."""
     try:
         return fn(*args)
     except MediaError as e:
-        return "failed", str(e)
+        return Failed(str(e))
     except Exception as e:
-        return "error", f"{type(e).__name__}: {e}", traceback.format_exc()
+        return Error(f"{type(e).__name__}: {e}", traceback.format_exc())
 
 
-def decode(decoder, path, seconds: int = 10) -> tuple:
-    """Run in a decode worker: ``("decoded", clip)`` or a failure / error result."""
-    return guarded(lambda: ("decoded", decoder(path, duration=seconds)))
+def decode(decoder, path, seconds: int = 10) -> Decoded | Failed | Error:
+    """Run in a decode worker: the decoded clip, or why not."""
+    return guarded(lambda: Decoded(decoder(path, duration=seconds)))
 
 
-def compute(extractor, reduction, task: Task, decoder=None) -> tuple:
+def compute(extractor, reduction, task: Task, decoder=None) -> Result:
     """One video, decoded here: the serial engine's step (and a Ray actor's without workers)."""
     if task.missing:
-        return "failed", task.missing
+        return Failed(task.missing)
     decoded = decode(decoder or extractor.decoder(), task.path, task.seconds)
     return after_decode(extractor, reduction, decoded, task.seconds)
 
 
-def after_decode(extractor, reduction, decoded: tuple, seconds: int = 10) -> tuple:
-    if decoded[0] != "decoded":
+def after_decode(extractor, reduction, decoded: Decoded | Failed | Error, seconds: int = 10) -> Result:
+    if not isinstance(decoded, Decoded):
         return decoded
-    return guarded(finish, extractor, reduction, decoded[1], seconds)
+    return guarded(finish, extractor, reduction, decoded.clip, seconds)
 
 
 def _watch_parent(parent: int) -> None:
@@ -124,7 +163,7 @@ def worker_modules() -> list[str]:
 
 def run_local(
     extractor, reduction: Reduction, tasks: list[Task], decode_workers: int = 0
-) -> Iterator[tuple[Task, tuple]]:
+) -> Iterator[tuple[Task, Result]]:
     """(task, result) for every task, in order; decoding runs ``decode_workers`` processes ahead."""
     if decode_workers <= 0:
         decoder = extractor.decoder()
@@ -145,17 +184,15 @@ def run_local(
                 return
             task, future = window.popleft()
             if future is None:
-                yield task, ("failed", task.missing)
+                yield task, Failed(task.missing)
                 continue
             try:
                 decoded = future.result()
             except BrokenProcessPool:
-                decoded = (
-                    "error",
+                decoded = Error(
                     "a decode worker process died (killed, out of memory, or a crash in "
                     "FFmpeg) while this video was being decoded; set extract.decode_workers: 0 to "
-                    "decode in the stage's own process",
-                    "",
+                    "decode in the stage's own process"
                 )
             yield task, after_decode(extractor, reduction, decoded, task.seconds)
     finally:

@@ -20,14 +20,18 @@ publication are exactly the local engine's and the cluster needs no shared writa
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 
 from avcache import kernels, runtime
+from avcache.contract.params import ParamsError
 from avcache.extraction import engine
 from avcache.extraction.extractors import WeightsNotFound
+
+log = logging.getLogger(__name__)
 
 RAY_PIN = "ray==2.60.0"
 START_TIMEOUT = 900  # seconds for every actor to load its model (weights may be read from a network disk)
@@ -49,6 +53,32 @@ def import_ray():
     return ray
 
 
+@dataclass
+class WorkerInfo:
+    """What an actor loaded: the cache's provenance comes from it, so the driver loads no model."""
+
+    describe: dict
+    decoding: dict
+    runtime: dict
+    device: str
+    pid: int
+    kernels: str
+
+
+@dataclass
+class StartFailure:
+    """Why an actor could not load its extractor; the driver raises ``error(message)``, the
+    stage's own kind of error (``WeightsNotFound``, ``ParamsError`` / ``DeviceError``) or else a
+    ValueError, as it would have locally."""
+
+    error: type[Exception]
+    message: str
+
+    @classmethod
+    def of(cls, e: Exception) -> StartFailure:
+        return cls(type(e) if isinstance(e, (WeightsNotFound, ParamsError)) else ValueError, str(e))
+
+
 class Worker:
     """A Ray actor: the extractor loaded once, videos decoded ahead and embedded one at a time."""
 
@@ -60,28 +90,28 @@ class Worker:
         try:
             self.extractor = extractors.create(name, options, device, precision)
         except Exception as e:  # reported by info(), so the driver raises it as it would locally
-            self.error = (type(e).__name__, str(e))
+            self.error = StartFailure.of(e)
             return
         self.reduction = make_reduction(reduction_cfg)
         self.decoder = self.extractor.decoder()
         self.pool = engine.decode_pool(decode_workers) if decode_workers else None
         self.lock = threading.Lock()  # one video in the model at a time; the others decode
 
-    def info(self) -> dict:
+    def info(self) -> WorkerInfo | StartFailure:
         if self.error:
-            return {"error": self.error}
-        return {
-            "describe": self.extractor.describe(),
-            "decoding": self.extractor.decoding(),
-            "runtime": self.extractor.runtime(),
-            "device": self.extractor.device,
-            "pid": os.getpid(),
-            "kernels": kernels.describe(),
-        }
+            return self.error
+        return WorkerInfo(
+            self.extractor.describe(),
+            self.extractor.decoding(),
+            self.extractor.runtime(),
+            self.extractor.device,
+            os.getpid(),
+            kernels.describe(),
+        )
 
-    def extract(self, task: engine.Task) -> tuple:
+    def extract(self, task: engine.Task) -> engine.Result:
         if task.missing:
-            return "failed", task.missing
+            return engine.Failed(task.missing)
         if self.pool is not None:
             decoded = self.pool.submit(engine.decode, self.decoder, task.path, task.seconds).result()
         else:
@@ -176,21 +206,19 @@ class RayEngine:
                 "Lower extract.ray.workers or cpus_per_worker, or add nodes"
             ) from None
         for info in infos:
-            if "error" in info:
-                kind, message = info["error"]
-                cls = {"WeightsNotFound": WeightsNotFound, "DeviceError": runtime.DeviceError}.get(kind, ValueError)
-                raise cls(f"on a Ray worker: {message}")
+            if isinstance(info, StartFailure):
+                raise info.error(f"on a Ray worker: {info.message}")
         first = infos[0]
-        self.describe, self.decoding, self.runtime = first["describe"], first["decoding"], first["runtime"]
-        self.device = first["device"]
-        if any(i["runtime"] != self.runtime or i["describe"] != self.describe for i in infos):
+        self.describe, self.decoding, self.runtime = first.describe, first.decoding, first.runtime
+        self.device = first.device
+        if any(i.runtime != self.runtime or i.describe != self.describe for i in infos):
             raise runtime.DeviceError(
                 "the Ray workers load different models or devices: "
-                f"{sorted({str(i['runtime']) for i in infos})}; use nodes of one kind"
+                f"{sorted({str(i.runtime) for i in infos})}; use nodes of one kind"
             )
-        if first["kernels"] != kernels.describe():
-            print(f"note: Ray workers use kernels {first['kernels']}", file=sys.stderr)
-        self.pids = [i["pid"] for i in infos]
+        if first.kernels != kernels.describe():
+            log.warning("Ray workers use kernels %s (this process: %s)", first.kernels, kernels.describe())
+        self.pids = [i.pid for i in infos]
 
     def about(self) -> str:
         return f"Ray engine ({len(self.actors)} actors), {self.device}, {self.runtime['precision']}"
@@ -219,13 +247,11 @@ class RayEngine:
                     try:
                         done[task.index] = ray.get(ref)
                     except ray.exceptions.RayError as e:
-                        done[task.index] = (
-                            "error",
+                        done[task.index] = engine.Error(
                             f"the Ray worker died {self.settings.max_retries + 1} "
                             f"times while extracting this video (it, or a video beside it "
                             f"on that worker, kills the process): {type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:300]}",
-                            "",
+                            f"{str(e).splitlines()[0][:300]}"
                         )
                 while nxt is not None and nxt.index in done:
                     yield nxt, done.pop(nxt.index)

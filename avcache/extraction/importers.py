@@ -21,7 +21,8 @@ import numpy as np
 
 from avcache.contract.cache import CacheWriter
 from avcache.contract.dataset import SPLITS, Dataset
-from avcache.extraction.extractors.base import Extractor, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import Extractor
 
 FILES = {
     "audio": ("audio_feature.h5", "vggish_release", "VGGish 128-d embedding per 0.96 s"),

@@ -30,9 +30,10 @@ import numpy as np
 from avcache import media
 from avcache.contract import params as P
 from avcache.contract.dataset import SEGMENTS, DatasetError, read_dataset
+from avcache.contract.params import ExtractParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import make_reduction
-from avcache.extraction.stage import ExtractParams, video_path
+from avcache.extraction.stage import video_path
 
 
 def human(n: float, unit: str = "B") -> str:
@@ -81,7 +82,7 @@ def time_videos(extractor, reduction, paths: list[Path], seconds: int = SEGMENTS
         else:
             result = engine.finish(extractor, reduction, decoded, seconds)
         t2 = time.perf_counter()
-        row = result[1]
+        row = result.values
         if k > 0 or len(paths) == 1:
             decode_s.append(t1 - t0)
             model_s.append(t2 - t1)
@@ -143,7 +144,7 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     )
     timed = max(1, len(paths) - 1)
     serial = (d + m) * len(unique)
-    workers = settings.decode_workers
+    workers = engine.decode_workers(settings.decode_workers)
     piped = max(m, d / workers) * len(unique) if workers else serial
     lines.append(
         f"  time on this machine ({extractor.runtime()['device']}, {settings.precision}; "

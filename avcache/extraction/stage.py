@@ -20,13 +20,12 @@ import argparse
 import errno
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import av
 import h5py
@@ -39,58 +38,13 @@ from avcache.contract import params as P
 from avcache.contract.cache import CacheWriter, Storage
 from avcache.contract.dataset import Dataset, DatasetError, read_dataset
 from avcache.contract.io import atomic_write
+from avcache.contract.params import ExtractParams, RayParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
 from avcache.media import MediaError
+from avcache.workdir import WorkDir
 
-POLICIES = ("stop", "exclude", "mask")
-ENGINES = ("local", "ray")
-
-
-@dataclass
-class RayParams:
-    """params.yaml ``extract.ray``: where the Ray engine runs and how big its actors are."""
-
-    address: str | None = None  # null: a local Ray instance; "auto" or ray://host:10001: a cluster
-    cpus_per_worker: float = 2  # CPUs each actor reserves (decoding, and the model on CPU)
-    workers: int | None = None  # null: one per GPU (device cuda) or per cpus_per_worker CPUs
-    decode_workers: int = 1  # decode processes inside each actor (0: decode in the actor's threads)
-    max_retries: int = 3  # times a video is retried on a restarted actor after its worker died
-
-    def check(self, where):
-        if (
-            self.cpus_per_worker <= 0
-            or (self.workers is not None and self.workers < 1)
-            or self.decode_workers < 0
-            or self.max_retries < 0
-        ):
-            raise P.ParamsError(
-                f"params.yaml: {where}: cpus_per_worker and workers must be positive, "
-                f"decode_workers and max_retries at least 0, got {self.__dict__}"
-            )
-
-
-@dataclass
-class ExtractParams:
-    """params.yaml ``extract``: options shared by every extraction stage."""
-
-    on_failure: Literal["mask", "exclude", "stop"] = "mask"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    engine: Literal["local", "ray"] = "local"
-    decode_workers: int | str = "auto"  # local engine: decoding processes (0: serial; auto)
-    ray: dict | None = None  # RayParams
-
-    def check(self, where):
-        if not isinstance(self.device, str) or not rt.DEVICE_PATTERN.match(self.device):
-            raise P.ParamsError(f"params.yaml: {where}.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if not (self.decode_workers == "auto" or isinstance(self.decode_workers, int) and self.decode_workers >= 0):
-            raise P.ParamsError(
-                f"params.yaml: {where}.decode_workers must be auto, 0 (serial) or a number "
-                f"of processes, got {self.decode_workers!r}"
-            )
-        self.decode_workers = engine.decode_workers(self.decode_workers)
-        self.ray = P.from_params(RayParams, self.ray, f"{where}.ray")
+log = logging.getLogger(__name__)
 
 
 class StageError(RuntimeError):
@@ -124,7 +78,8 @@ def extract_video(extractor, reduction: Reduction, path: Path) -> tuple[np.ndarr
     """Per-second features [10, ...] of one video, what decoding did (numbers) and notes for people.
 
     A pure function of the file and the configuration."""
-    return engine.finish(extractor, reduction, extractor.decode(path))[1:]
+    row = engine.finish(extractor, reduction, extractor.decode(path))
+    return row.values, row.facts, row.notes
 
 
 def file_stamp(path: Path) -> str:
@@ -136,19 +91,17 @@ def file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-class WorkStore:
-    """Finished per-video results of one extraction configuration, one file each, written atomically.
+class WorkStore(WorkDir):
+    """Finished per-video results of one extraction configuration, one file each, written
+    atomically, in the work folder ``.<cache name>.work-<key>`` beside the cache.
 
     Rows are kept across runs (a killed stage resumes); failures are kept only within a run, so
     a video that was fixed or replaced is tried again.
     """
 
     def __init__(self, out: Path, key: str):
-        self.dir = out.parent / f".{out.stem}.work-{key}"
-        for stale in out.parent.glob(f".{out.stem}.work-*"):
-            if stale != self.dir:  # another configuration's leftovers can never be resumed
-                shutil.rmtree(stale, ignore_errors=True)
-        (self.dir / "rows").mkdir(parents=True, exist_ok=True)
+        super().__init__(out.parent, f".{out.stem}.work-", key)
+        (self.dir / "rows").mkdir(exist_ok=True)
         shutil.rmtree(self.dir / "failed", ignore_errors=True)
         (self.dir / "failed").mkdir()
 
@@ -189,9 +142,6 @@ class WorkStore:
     def failure(self, i: int) -> str | None:
         p = self._fail(i)
         return json.loads(p.read_text())["reason"] if p.exists() else None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def work_key(
@@ -245,6 +195,7 @@ class LocalEngine:
 
 
 def open_engine(name, options, reduction, reduction_cfg, device, precision, engine_name, decode_workers, ray):
+    P.check_value("extract.engine", engine_name, P.Engine)
     if engine_name == "ray":
         from avcache.extraction import engine_ray
 
@@ -252,8 +203,6 @@ def open_engine(name, options, reduction, reduction_cfg, device, precision, engi
             return engine_ray.RayEngine(name, options, reduction_cfg, device, precision, ray)
         except engine_ray.RayMissing as e:
             raise StageError(str(e)) from None
-    if engine_name != "local":
-        raise ValueError(f"avcache.extraction.engine must be one of {ENGINES}, got {engine_name!r}")
     return LocalEngine(name, options, reduction, device, precision, engine.decode_workers(decode_workers))
 
 
@@ -278,8 +227,7 @@ def run(
     ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
     ``extract`` options; the rows, the report and the published cache do not depend on the
     engine (nor on its settings)."""
-    if on_failure not in POLICIES:
-        raise ValueError(f"extract.on_failure must be one of {POLICIES}, got {on_failure!r}")
+    P.check_value("extract.on_failure", on_failure, P.OnFailure)
     if not isinstance(ray, RayParams):
         ray = P.from_params(RayParams, ray, "extract.ray")
     out = Path(out)
@@ -326,10 +274,7 @@ def _run(
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
-        print(
-            f"resuming {modality}/{name}: {done_before} of {len(ids)} videos already done in {work.dir}",
-            file=sys.stderr,
-        )
+        log.info("resuming %s/%s: %d of %d videos already done in %s", modality, name, done_before, len(ids), work.dir)
     first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
     for i, vid in enumerate(ids):
         if work.done(i, stamps[i]):
@@ -343,7 +288,7 @@ def _run(
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
     if tasks:
-        print(f"{modality}/{name}: {len(tasks)} videos to extract on the {backend.about()}", file=sys.stderr)
+        log.info("%s/%s: %d videos to extract on the %s", modality, name, len(tasks), backend.about())
     bar = tqdm(
         total=len(ids),
         initial=done_before,
@@ -368,15 +313,16 @@ def _run(
     results = backend.results(tasks)
     try:
         for task, result in results:
-            if result[0] == "row":
-                work.put(task.index, *result[1:], stamps[task.index])
-            elif result[0] == "failed":
-                work.fail(task.index, result[1])
-            else:  # not the file's fault: stop, naming the video, keep the rest
-                print(result[2], file=sys.stderr, end="")
+            if isinstance(result, engine.Row):
+                work.put(task.index, result.values, result.facts, result.notes, stamps[task.index])
+            elif isinstance(result, engine.Failed):
+                work.fail(task.index, result.reason)
+            else:  # an engine.Error, not the file's fault: stop, naming the video, keep the rest
+                if result.traceback:
+                    log.error("video %s: %s", task.video, result.traceback.rstrip())
                 path = task.path or Path(videos) / task.video
                 raise StageError(
-                    f"video {task.video} ({path}): {result[1]}. Finished videos are "
+                    f"video {task.video} ({path}): {result.what}. Finished videos are "
                     f"kept in {work.dir}; fix the cause and re-run"
                 )
             bar.update(1)
@@ -389,10 +335,14 @@ def _run(
     notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
     write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
     if failed:
-        print(
-            f"{modality}/{name}: {len(failed)} of {len(ids)} videos failed (policy {on_failure}); "
-            f"see {report_path(out)}",
-            file=sys.stderr,
+        log.warning(
+            "%s/%s: %d of %d videos failed (policy %s); see %s",
+            modality,
+            name,
+            len(failed),
+            len(ids),
+            on_failure,
+            report_path(out),
         )
     if failed and on_failure == "stop":
         raise StageError(
@@ -512,4 +462,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from avcache.cli import configure_logging
+
+    configure_logging()
     main()

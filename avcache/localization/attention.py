@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import matplotlib
 
@@ -32,16 +30,8 @@ from avcache.contract import params as P  # noqa: E402
 from avcache.contract.cache import open_cache, read_provenance  # noqa: E402
 from avcache.contract.dataset import SEGMENTS, read_dataset  # noqa: E402
 from avcache.contract.pair import load_pair  # noqa: E402
+from avcache.contract.params import AttentionParams  # noqa: E402
 from avcache.localization.models import load_checkpoint  # noqa: E402
-
-
-@dataclass
-class AttentionParams:
-    """params.yaml ``attention``: which test videos get a map."""
-
-    videos: int = 4  # how many, when ``ids`` is empty
-    ids: list[str] = field(default_factory=list)  # these test videos instead
-    pick: Literal["both", "confident_correct", "confident_wrong", "first"] = "both"
 
 
 class NoMaps(Exception):

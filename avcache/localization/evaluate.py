@@ -14,14 +14,10 @@ and each seed's best and last training epoch; what `dvc metrics show/diff` read)
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError
@@ -29,60 +25,8 @@ from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write_text
 from avcache.contract.pair import load_pair
 from avcache.localization.models import load_checkpoint, predict, resolve_device
+from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
 from avcache.plots import confusion_png, curves_png
-
-
-def segment_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """The papers' segment accuracy (background included) plus F1 and one-vs-rest ROC AUC.
-
-    probs, labels: [N, T, C]. AUC is averaged over the classes that have both positive and
-    negative segments in this split (it is undefined for the others, and None when no class has
-    both: a tiny validation fold of one class).
-    """
-    c = labels.shape[-1]
-    y = labels.reshape(-1, c).argmax(-1)
-    p = probs.reshape(-1, c)
-    pred = p.argmax(-1)
-    onehot = np.eye(c)[y]
-    present = (onehot.sum(0) > 0) & (onehot.sum(0) < len(y))
-    return {
-        "acc": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, average="macro", labels=np.unique(y), zero_division=0)),
-        "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
-        "auc_macro_ovr": float(roc_auc_score(onehot[:, present], p[:, present], average="macro"))
-        if present.any()
-        else None,
-    }
-
-
-def per_class(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    c = len(names)
-    y, pred = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)
-    prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=np.arange(c), zero_division=0)
-    return {
-        n: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "support": int(support[k])}
-        for k, n in enumerate(names)
-    }
-
-
-def write_confusion(path: Path, actual: np.ndarray, predicted: np.ndarray, names: list[str]) -> None:
-    """One row per item (actual, predicted class names): what `dvc plots` draws as a confusion matrix."""
-    table = io.StringIO(newline="")
-    w = csv.writer(table)
-    w.writerow(["actual", "predicted"])
-    w.writerows([names[a], names[p]] for a, p in zip(actual, predicted))
-    atomic_write_text(path, table.getvalue())
-
-
-def mean_std(rows: list[dict]) -> dict:
-    out = {}
-    for k in rows[0]:
-        vals = np.array([r[k] for r in rows if r[k] is not None])  # None: undefined in that run
-        if not len(vals):
-            continue
-        out[k] = round(float(vals.mean()), 4)
-        out[f"{k}_std"] = round(float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, 4)
-    return out
 
 
 def training_epochs(seeds: list[dict]) -> dict:
@@ -146,7 +90,7 @@ def evaluate(
     }
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    classes = {n: {k: round(float(np.mean([t[n][k] for t in tables])), 4) for k in tables[0][n]} for n in names}
+    classes = mean_per_class(tables, names)
     atomic_write_text(
         results / "per_class.json",
         json.dumps(
@@ -154,15 +98,7 @@ def evaluate(
         )
         + "\n",
     )
-    rows = [
-        f"# {what}: test, mean over {len(tables)} seed(s)\n\n| class | precision | recall | F1 | support |\n"
-        "|---|---|---|---|---|\n"
-    ]
-    rows += [
-        f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n"
-        for n, m in classes.items()
-    ]
-    atomic_write_text(results / "per_class.md", "".join(rows))
+    write_per_class_md(results / "per_class.md", f"{what}: test, mean over {len(tables)} seed(s)", classes)
     _, seed, probs, labels = best
     c = len(names)
     actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)

@@ -15,7 +15,6 @@ input shapes and the state dict, so ``load_checkpoint`` rebuilds it with nothing
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from avcache import runtime
 from avcache.contract.io import atomic_write
 from avcache.contract.params import ParamsError, check_call
 
@@ -222,32 +222,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     return model.to(device).eval(), ck
 
 
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
 def resolve_device(spec: str = "auto") -> torch.device:
-    """params.yaml ``train.device`` as a torch device: ``auto`` is the first GPU if there is one.
-
-    An explicit ``cuda`` that is not there stops the stage instead of silently training on the
-    CPU, which at AVE's scale takes hours per seed.
-    """
-    if not isinstance(spec, str) or not DEVICE.fullmatch(spec):
-        raise ParamsError(f"params.yaml: train.device must be auto | cpu | cuda | cuda:N, got {spec!r}")
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
-            raise ParamsError(
-                f"params.yaml: train.device is {spec!r} but CUDA is not available here "
-                f"({why}: torch {torch.__version__}); use cpu or auto"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ParamsError(
-                f"params.yaml: train.device is {spec!r} but there are only {torch.cuda.device_count()} CUDA device(s)"
-            )
-    return device
+    """params.yaml ``train.device`` as a torch device (``avcache.runtime.torch_device``): ``auto``
+    is the GPU if there is one; an explicit ``cuda`` that is not there stops the stage."""
+    return runtime.torch_device(spec, "train.device")
 
 
 def rows(x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

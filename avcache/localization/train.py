@@ -19,56 +19,56 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import random
-import shutil
+import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from avcache import runtime
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError
-from avcache.contract.io import atomic_write, atomic_write_text
+from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
+from avcache.contract.params import Recipe
 from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
+from avcache.workdir import WorkDir
+
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class Recipe:
-    """params.yaml ``train``; the defaults are the reference recipe for AVE."""
+@dataclass(frozen=True)
+class Patience:
+    """The patience rule (``train.patience``; None: never stop): the selected epoch is the first
+    with the best val accuracy so far (only a strict improvement moves it), and a seed stops after
+    the epoch that is ``patience`` epochs past it. A run with patience is therefore exactly the
+    first epochs of the full run, and ``replay`` tells its epochs from the full run's accuracies."""
 
-    epochs: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_step: int = 15000  # iterations
-    lr_gamma: float = 0.1
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the training steps only
-    patience: int | None = None  # epochs without a val improvement before a seed stops; None: never
-    loss: Literal["reference", "cross_entropy"] = "reference"
+    patience: int | None
 
-    def check(self, where: str) -> None:
-        for k in ("epochs", "batch_size", "lr", "lr_step", "lr_gamma"):
-            if getattr(self, k) <= 0:
-                raise P.ParamsError(f"params.yaml: {where}.{k} must be positive, got {getattr(self, k)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise P.ParamsError(f"params.yaml: {where}.seeds must be distinct integers, got {self.seeds}")
-        if self.patience is not None and self.patience <= 0:
-            raise P.ParamsError(f"params.yaml: {where}.patience must be positive or null (off), got {self.patience}")
-        resolve_device(self.device)  # a malformed or missing device stops the stage before any work
+    @staticmethod
+    def improves(acc: float, best_acc: float) -> bool:
+        return acc > best_acc
 
-    def out_of_patience(self, best_epoch: int, epoch: int) -> bool:
+    def exhausted(self, best_epoch: int, epoch: int) -> bool:
         """After ``epoch``, has val accuracy gone ``patience`` epochs without improving?"""
         return self.patience is not None and epoch - best_epoch >= self.patience
+
+    def replay(self, val: list[float]) -> tuple[int, int]:
+        """(selected epoch, stopping epoch), 0-based, of the run with this patience whose full
+        run had the val accuracies ``val`` (one per epoch)."""
+        best = 0
+        for epoch, acc in enumerate(val):
+            if self.improves(acc, val[best]):
+                best = epoch
+            if self.exhausted(best, epoch):
+                return best, epoch
+        return best, len(val) - 1
 
 
 def reference_loss(logits, labels):
@@ -147,16 +147,6 @@ def load_data(dataset, audio, visual) -> Data:
     )
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seeds every generator; the batch order comes from the returned CPU generator, so it is the
-    same on every device."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    return torch.Generator().manual_seed(seed)
-
-
 def segment_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return (probs.argmax(-1) == labels.argmax(-1).to(probs.device)).float().mean().item()
 
@@ -168,7 +158,7 @@ def _load_resume(path: Path | None, device: torch.device):
     try:
         return torch.load(path, weights_only=False, map_location=device)
     except Exception as e:  # never resume from a corrupt file: start this seed over
-        print(f"warning: cannot resume from {path} ({type(e).__name__}: {e}); restarting this seed")
+        log.warning("cannot resume from %s (%s: %s); restarting this seed", path, type(e).__name__, e)
         return None
 
 
@@ -192,13 +182,14 @@ def train_one(
     ``epoch - best epoch``, so it resumes with them. ``on_epoch(epoch, model, history row)`` is
     called after each validation (the benchmark's hook).
     """
-    gen = seed_everything(seed)
+    gen = runtime.deterministic(seed)  # the batch order comes from this CPU generator: the same on every device
     device = data.device
     model = build(model_name, **data.shapes, **options).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_gamma)
     loss_fn = LOSSES[recipe.loss]
     bf16 = recipe.precision == "bf16"
+    patience = Patience(recipe.patience)
     train_idx, val_idx = data.split("train"), data.split("val")
     n_batches, bs = len(train_idx) // recipe.batch_size, recipe.batch_size
     if n_batches == 0:
@@ -222,7 +213,7 @@ def train_one(
         dynamic_ncols=True,
     )
     for epoch in range(start, recipe.epochs):
-        if history and recipe.out_of_patience(best["epoch"], history[-1]["epoch"]):
+        if history and patience.exhausted(best["epoch"], history[-1]["epoch"]):
             break  # also when resuming a seed that had already stopped
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen).to(device)]
@@ -240,7 +231,7 @@ def train_one(
             total += loss.detach()
             correct += (logits.argmax(-1) == labels.argmax(-1)).sum()
         val_acc = segment_accuracy(predict(model, data.audio, data.visual, val_idx), data.labels[val_idx])
-        if val_acc > best["val_acc"]:
+        if patience.improves(val_acc, best["val_acc"]):
             best = {
                 "val_acc": val_acc,
                 "epoch": epoch,
@@ -277,12 +268,11 @@ def train_one(
                 live.log_metric(f"seed{seed}/{k}", row[k])
     model.load_state_dict(best["state"])
     if best["epoch"] == 0 and history[-1]["epoch"] < recipe.epochs - 1:
-        print(
-            f"warning: {model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
+        log.warning(
+            f"{model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
             f"{recipe.patience}) without ever beating its first epoch's val accuracy ({best['val_acc']:.4f}): "
             "it may still be on a trivial prediction. The reference loss can sit on all-background for tens "
-            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy",
-            flush=True,
+            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy"
         )
     return model, {
         "seed": seed,
@@ -296,37 +286,8 @@ def run_key(model_name: str, options: dict, recipe: Recipe, caches: list[Path]) 
     """What a resumable run depends on: model, options, recipe and the exact cache contents."""
     h = hashlib.sha256(json.dumps([model_name, options, asdict(recipe)], sort_keys=True).encode())
     for path in caches:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        hash_file(h, path)
     return h.hexdigest()[:16]
-
-
-def check_precision(device: torch.device, precision: str) -> None:
-    """bf16 needs hardware support to pay: stop where there is none on a GPU, warn on a CPU."""
-    if precision != "bf16":
-        return
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise P.ParamsError(
-            f"params.yaml: train.precision is bf16 but {torch.cuda.get_device_name(device)} "
-            "does not support it; use fp32"
-        )
-    if device.type == "cpu":
-        native = (
-            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-            or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        )
-        if not native:
-            print(
-                "warning: train.precision bf16 on this CPU runs emulated bf16 kernels (no AMX/AVX512-BF16): "
-                "expect it to be slower than fp32 (bench/train_speed.py)"
-            )
-        elif os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
-            print(
-                "warning: train.precision bf16 with oneDNN capped at AVX2 by the portable kernels runs emulated "
-                "bf16 kernels (5-6x slower than fp32); this CPU has bf16 units: run with AVCACHE_KERNELS=native "
-                "(1.7x faster than fp32 on an AVX512-BF16 CPU, README: Training speed)"
-            )
 
 
 def train(
@@ -347,17 +308,23 @@ def train(
     vmap rule (torch loops over them); bench/train_speed.py --only seeds measures it.
     """
     device = resolve_device(recipe.device)
-    check_precision(device, recipe.precision)
+    if recipe.precision == "bf16":
+        runtime.check_torch_bf16(device, "train.precision")
     data = load_data(dataset, audio, visual).to(device)
-    print(
-        f"train: {model_name} on {device}, {recipe.precision}, loss {recipe.loss}, patience {recipe.patience or 'off'}",
-        flush=True,
+    log.info(
+        "train: %s on %s, %s, loss %s, patience %s",
+        model_name,
+        device,
+        recipe.precision,
+        recipe.loss,
+        recipe.patience or "off",
     )
     models_dir.mkdir(parents=True, exist_ok=True)
     for old in models_dir.glob("*.pt"):
         old.unlink()
-    work = models_dir.parent / f".{models_dir.name}.work" / run_key(model_name, options, recipe, [audio, visual])
-    work.mkdir(parents=True, exist_ok=True)
+    work = WorkDir(
+        models_dir.parent / f".{models_dir.name}.work", "", run_key(model_name, options, recipe, [audio, visual])
+    )
     caches = {
         m: {"path": str(p), **{k: read_provenance(p).get(k) for k in ("name", "extractor", "code_sha256")}}
         for m, p in (("audio", audio), ("visual", visual))
@@ -369,7 +336,7 @@ def train(
     try:
         for seed in recipe.seeds:
             model, summary = train_one(
-                model_name, options, data, recipe, seed, live, progress, state_path=work / f"seed{seed}.state.pt"
+                model_name, options, data, recipe, seed, live, progress, state_path=work.dir / f"seed{seed}.state.pt"
             )
             save_checkpoint(
                 models_dir / f"seed{seed}.pt",
@@ -400,7 +367,7 @@ def train(
         )
         + "\n",
     )
-    shutil.rmtree(work, ignore_errors=True)
+    work.remove()
     return summaries
 
 
@@ -428,4 +395,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from avcache.cli import configure_logging
+
+    configure_logging()
     main()

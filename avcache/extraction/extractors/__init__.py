@@ -50,10 +50,4 @@ def create(name: str, options: dict, device: str = "cpu", precision: str = "fp32
     cls = get(name)
     options = check_call(cls, options, f"extractors.{name}")
     runtime.check(device, precision)
-    extractor = cls.__new__(cls)
-    extractor.device_spec, extractor.precision = device, precision  # before the model loads
-    extractor.check_precision()
-    extractor.preflight()  # a missing package stops here, before any weights load
-    extractor.__init__(**options)
-    extractor.check_precision()  # fp32_only may depend on the options (EfficientNet's variants)
-    return extractor
+    return cls(**options, device=device, precision=precision)

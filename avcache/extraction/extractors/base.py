@@ -7,7 +7,6 @@ happen outside it, so any extractor can be sharded over videos without changing 
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from avcache import media, runtime
 
 class WeightsNotFound(RuntimeError):
     """Pretrained weights cannot be obtained; the message says how to provide them."""
-
-
-def sha256_files(*paths: str | Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def describe_source(path: str | Path, package: str | None = None) -> str:
@@ -40,35 +30,52 @@ def describe_source(path: str | Path, package: str | None = None) -> str:
 class Extractor:
     """Subclasses set ``name``/``modality``, load weights in ``__init__`` and implement ``__call__``.
 
-    ``device_spec`` and ``precision`` (params.yaml ``extract.device`` / ``extract.precision``)
-    are set by ``extractors.create`` before ``__init__`` runs, so loading code places the model
-    with the helpers below (``torch_module``, ``torch_inference``, ``tf_scope``...)."""
+    ``device`` and ``precision`` (params.yaml ``extract.device`` / ``extract.precision``) are
+    keyword-only arguments of this constructor, which ``extractors.create`` passes and every
+    subclass forwards (``**kw``) before it loads anything: the loading code then places the model
+    with the helpers below (``torch_module``, ``torch_inference``, ``tf_scope``...), and a
+    precision the model cannot compute in, or a missing package, stops before any weights load."""
 
     name = ""
     modality = ""
-    device_spec = "cpu"
-    precision = "fp32"
-    device: str | None = None  # resolved by the first helper that needs it
     fp32_only = ""  # why, when the model's graph fixes its dtypes (a non-fp32 precision is refused)
     # Published compute of a TensorFlow model, for `python -m avcache plan` (PyTorch models are
     # measured instead): FLOPs (2 x multiply-adds) per frame at a given input side, or per second.
     flops_per_frame: tuple[float, int] | None = None
     flops_per_second: float | None = None
 
+    def __init__(self, *, device: str = "cpu", precision: str = "fp32"):
+        self.device_spec, self.precision = device, precision
+        self.device: str | None = None  # resolved by the first helper that needs it
+        self.check_precision(precision)
+        self.preflight()  # a missing package stops here, before any weights load
+
+    @classmethod
+    def check_precision(cls, precision: str) -> None:
+        if precision != "fp32" and cls.fp32_only:
+            raise runtime.DeviceError(
+                f"{cls.name}: extract.precision {precision!r} is not available: "
+                f"{cls.fp32_only}. Set extract.precision: fp32"
+            )
+
+    @classmethod
+    def preflight(cls) -> None:
+        """Stop before any video (and any weights) when something the extractor needs is missing."""
+
     # --- device and precision (runtime.py) ---
     def torch_device(self) -> str:
         if self.device is None:
-            self.device = runtime.torch_device(self.device_spec)
+            device = runtime.torch_device(self.device_spec)
+            if device.type == "cuda":  # auto too: fp32 is true fp32 whatever chose the GPU
+                runtime.torch_true_fp32()
+            self.device = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
         return self.device
 
     def torch_module(self, module):
         """``module`` in eval mode on the extractor's device."""
         import torch
 
-        torch.use_deterministic_algorithms(True)
-        # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
-        # memory: 8 % of Lite0's time on this CPU, and no op we run reads such memory (same bits)
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        runtime.deterministic()
         if torch.get_num_threads() < 2:  # oneDNN's one-thread CPU kernels give other bits (Lite0: 4e-5)
             torch.set_num_threads(2)  # than 2 or more threads, which all agree: a 1-CPU Ray actor too
         return module.eval().to(self.torch_device())
@@ -86,13 +93,6 @@ class Extractor:
         import tensorflow as tf
 
         return tf.device(self.tf_device())
-
-    def check_precision(self) -> None:
-        if self.precision != "fp32" and self.fp32_only:
-            raise runtime.DeviceError(
-                f"{self.name}: extract.precision {self.precision!r} is not available: "
-                f"{self.fp32_only}. Set extract.precision: fp32"
-            )
 
     def runtime(self) -> dict:
         """Device kind and precision, for the cache's provenance."""
@@ -113,9 +113,6 @@ class Extractor:
     def decoding(self) -> dict:
         """How the input is prepared before the model sees it (for the cache's provenance)."""
         return {}
-
-    def preflight(self) -> None:
-        """Stop before any video when something the extractor needs is missing."""
 
     def __call__(self, decoded) -> tuple[np.ndarray, np.ndarray]:
         """Frame-level features [n, ..., c] and their times [n] in seconds."""
@@ -143,10 +140,11 @@ class AudioExtractor(Extractor):
             "resampler_is": media.RESAMPLERS[self.resampler],
         }
 
-    def preflight(self) -> None:
-        problem = media.resampler_missing(self.resampler)
+    @classmethod
+    def preflight(cls) -> None:
+        problem = media.resampler_missing(cls.resampler)
         if problem:
-            raise WeightsNotFound(f"{self.name}: {problem}")
+            raise WeightsNotFound(f"{cls.name}: {problem}")
 
     def __call__(self, audio: media.Audio):
         return self.embed(audio.samples)
@@ -165,7 +163,8 @@ class VisualExtractor(Extractor):
     fit = "stretch"
     spatial = True  # the feature map's regions are places in the frame (not, e.g., query groups)
 
-    def __init__(self, frames_per_second: int = 16):
+    def __init__(self, frames_per_second: int = 16, **kw):
+        super().__init__(**kw)
         if not (isinstance(frames_per_second, int) and frames_per_second > 0):
             raise ValueError(f"frames_per_second must be a positive integer, got {frames_per_second!r}")
         self.frames_per_second = frames_per_second

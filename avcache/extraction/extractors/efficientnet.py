@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from avcache.contract.io import sha256_files
 from avcache.extraction.extractors import keras_apps
-from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source
 
 VARIANTS = {
     "lite0": {"size": 224, "layer": "head swish (extract_features), 7x7x1280", "env": "EFFICIENTNET_LITE0_WEIGHTS"},
@@ -74,8 +75,9 @@ class EfficientNet(VisualExtractor):
         frames_per_second: int = 16,
         batch_size: int = 32,
         input_size: int | None = None,
+        **kw,
     ):
-        super().__init__(frames_per_second)
+        super().__init__(frames_per_second, **kw)
         variant = variant or self.default_variant
         if variant not in VARIANTS:
             raise ValueError(f"efficientnet variant {variant!r} unknown; available: {sorted(VARIANTS)}")

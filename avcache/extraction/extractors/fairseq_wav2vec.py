@@ -13,7 +13,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 from avcache.extraction.extractors.waveform import check_variant, conv_geometry, frames_to_rows
 
 
@@ -39,7 +40,8 @@ class FairseqWav2Vec(AudioExtractor):
     release = ""
     quantized = False
 
-    def __init__(self, checkpoint: str | None = None, layer: str = "c", variant: str = "standard"):
+    def __init__(self, checkpoint: str | None = None, layer: str = "c", variant: str = "standard", **kw):
+        super().__init__(**kw)
         if layer not in self.layers:
             raise ValueError(f"{self.name} layer must be one of {self.layers}, got {layer!r}")
         self.layer, self.variant = layer, check_variant(self.name, variant)

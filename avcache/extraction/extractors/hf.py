@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avcache.extraction.extractors.base import WeightsNotFound, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import WeightsNotFound
 
 
 def load(name: str, model_id: str, model_cls, processor_cls):

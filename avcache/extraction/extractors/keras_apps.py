@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avcache import runtime
-from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source
 
 
 def keras_cache(fname: str) -> Path:
@@ -28,9 +29,8 @@ def build(extractor, app: str, weights_file: str, weights: str | None, size: int
     name = extractor.name
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
+    runtime.tf_deterministic()
     if weights is not None and not Path(weights).is_file():
         raise WeightsNotFound(
             f"{name}: weights file {weights} does not exist; set "
@@ -90,8 +90,9 @@ class KerasVisualExtractor(VisualExtractor):
         input_size: int | None = None,
         layer: str | None = None,
         batch_size: int = 8,
+        **kw,
     ):
-        super().__init__(frames_per_second)
+        super().__init__(frames_per_second, **kw)
         self.size = input_size or self.size
         self.layer = layer or self.layer
         self.batch_size = batch_size
@@ -164,10 +165,11 @@ class ConvNeXt(KerasVisualExtractor):
         input_size: int | None = None,
         layer: str | None = None,
         batch_size: int = 8,
+        **kw,
     ):
         if size not in SIZES:
             raise ValueError(f"convnext size must be one of {SIZES}, got {size!r}")
         self.app, self.layer = app_name(size), stage3_layer(size)
         self.weights_file = f"convnext_{size}_notop.h5"
         self.flops_per_frame = (2 * GMACS[size] * 1e9, 224)  # an upper bound: stage 4 is not run
-        super().__init__(frames_per_second, weights, input_size, layer, batch_size)
+        super().__init__(frames_per_second, weights, input_size, layer, batch_size, **kw)

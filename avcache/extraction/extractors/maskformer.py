@@ -33,8 +33,9 @@ class MaskFormer(VisualExtractor):
         input_size: int = 640,
         groups: int | None = None,
         batch_size: int = 2,
+        **kw,
     ):
-        super().__init__(frames_per_second)
+        super().__init__(frames_per_second, **kw)
         if output not in ("class", "mask"):
             raise ValueError(f"maskformer output must be 'class' or 'mask', got {output!r}")
         self.model_id, self.output, self.batch_size = model, output, batch_size

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache import runtime
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 from avcache.extraction.reduce import pool_seconds
 
 SR, HOP, N_FFT, N_MELS = 16000, 256, 512, 96
@@ -52,7 +54,9 @@ class Musicnn(AudioExtractor):
         layers=("cnn1", "cnn2", "cnn3"),
         combine: str = "concat",
         weights: str | None = None,
+        **kw,
     ):
+        super().__init__(**kw)
         if model not in MODELS:
             raise ValueError(f"musicnn model {model!r} unknown; choose one of {sorted(MODELS)}")
         self.model, self.layers, self.combine = model, list(layers), combine
@@ -102,7 +106,7 @@ class Musicnn(AudioExtractor):
 
         warnings.filterwarnings("ignore", message=r"`tf\.layers\.\w+` is deprecated", category=UserWarning)
         tf.get_logger().setLevel("ERROR")
-        tf.config.experimental.enable_op_determinism()
+        runtime.tf_deterministic()
         self.graph = tf.Graph()
         device = self.tf_device()
         with self.graph.as_default(), tf.device(device):

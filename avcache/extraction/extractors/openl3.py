@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source, sha256_files
+from avcache.contract.io import sha256_files
+from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 
 CHOICES = {
     "input_repr": ("linear", "mel128", "mel256"),
@@ -35,7 +36,9 @@ class OpenL3(AudioExtractor):
         hop: float = 0.1,
         weights: str | None = None,
         batch_size: int = 32,
+        **kw,
     ):
+        super().__init__(**kw)
         for k, v in (("input_repr", input_repr), ("content_type", content_type), ("embedding_size", embedding_size)):
             if v not in CHOICES[k]:
                 raise ValueError(f"openl3 {k} must be one of {CHOICES[k]}, got {v!r}")

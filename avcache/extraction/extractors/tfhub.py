@@ -7,12 +7,12 @@ take a mono 16 kHz float32 waveform and return one row per 0.96-s window.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from avcache.contract.io import sha256_files
 from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound
 
 WINDOW = 0.96  # seconds per example, both models
@@ -40,11 +40,7 @@ def savedmodel_sha256(handle: str) -> str | None:
     folder = Path(handle)
     if not folder.is_dir():
         return None
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
+    return sha256_files(*(p for p in sorted(folder.rglob("*")) if p.is_file()), root=folder)
 
 
 class HubAudioExtractor(AudioExtractor):
@@ -58,7 +54,8 @@ class HubAudioExtractor(AudioExtractor):
 
     fp32_only = "a TF Hub SavedModel computes in the dtypes its graph was saved with"
 
-    def __init__(self, handle: str | None = None):
+    def __init__(self, handle: str | None = None, **kw):
+        super().__init__(**kw)
         self.handle = handle or self.default_handle
         with self.tf_scope():
             self.model = load_hub(self.name, self.handle)
@@ -105,11 +102,11 @@ class YAMNet(HubAudioExtractor):
     hop = 0.48
     flops_per_second = 2 * 69.2e6 / hop  # its README: 69.2 M multiply-adds per 0.96-s frame
 
-    def __init__(self, handle: str | None = None, layer: str = "embeddings"):
+    def __init__(self, handle: str | None = None, layer: str = "embeddings", **kw):
         if layer not in ("embeddings", "scores"):
             raise ValueError(f"yamnet layer must be 'embeddings' or 'scores', got {layer!r}")
         self.layer = layer
-        super().__init__(handle)
+        super().__init__(handle, **kw)
 
     def outputs(self, waveform):
         scores, embeddings, _ = self.model(waveform)

@@ -18,7 +18,10 @@ class Wav2Vec2(AudioExtractor):
     sample_rate = 16000
     resampler = "soxr_hq"  # its examples load 16-kHz audio with librosa / soundfile
 
-    def __init__(self, model: str = "facebook/wav2vec2-base", layer: str | int = "last", variant: str = "standard"):
+    def __init__(
+        self, model: str = "facebook/wav2vec2-base", layer: str | int = "last", variant: str = "standard", **kw
+    ):
+        super().__init__(**kw)
         self.model_id, self.layer = model, layer
         self.variant = check_variant(self.name, variant)
         if not (layer in ("conv", "last") or isinstance(layer, int)):
