@@ -29,10 +29,10 @@ import torch  # noqa: E402
 
 from avcache import media  # noqa: E402
 from avcache.contract import params as P  # noqa: E402
-from avcache.contract.cache import open_cache, read_provenance  # noqa: E402
-from avcache.contract.dataset import read_dataset  # noqa: E402
+from avcache.contract.cache import CacheError, open_cache, read_provenance  # noqa: E402
+from avcache.contract.dataset import DatasetError, read_dataset  # noqa: E402
 from avcache.contract.pair import load_pair  # noqa: E402
-from avcache.localization.models import load_checkpoint  # noqa: E402
+from avcache.localization.models import CheckpointError, load_checkpoint  # noqa: E402
 
 
 @dataclass
@@ -207,7 +207,7 @@ def main(argv=None) -> None:
         (a.out / "README.txt").write_text(f"No attention maps: {e}\n")
         print(f"attention: no maps: {e}")
         return
-    except (P.ParamsError, media.MediaError) as e:
+    except (P.ParamsError, media.MediaError, CacheError, DatasetError, CheckpointError) as e:
         raise SystemExit(f"attention: {e}") from None
     print(f"attention: {len(written)} maps in {a.out}")
 

@@ -38,7 +38,16 @@ from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write, atomic_write_text
 from avcache.contract.pair import load_pair
-from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
+from avcache.localization.models import (
+    CheckpointError,
+    build,
+    check_options,
+    load_tensors,
+    predict,
+    resolve_device,
+    rows,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -166,9 +175,9 @@ def _load_resume(path: Path | None, device: torch.device):
     if path is None or not path.exists():
         return None
     try:
-        return torch.load(path, weights_only=False, map_location=device)
-    except Exception as e:  # never resume from a corrupt file: start this seed over
-        print(f"warning: cannot resume from {path} ({type(e).__name__}: {e}); restarting this seed")
+        return load_tensors(path, map_location=device, advice="")
+    except CheckpointError as e:  # never resume from a corrupt or refused file: start this seed over
+        print(f"warning: cannot resume from {path}: {str(e).removeprefix(f'{path}: ')}; restarting this seed")
         return None
 
 
