@@ -190,3 +190,155 @@ def test_openl3_weights_file_with_a_payload_is_refused(tmp_path, monkeypatch, wh
         )
     assert not marker.exists()
     assert one_line(str(e.value)).startswith(f"openl3: {path}: contains objects other than tensors and plain data")
+
+
+# 2. Caches without checksums
+
+
+def write_cache(path, ids, rows, storage=None):
+    from avcache.contract.cache import Storage
+
+    with CacheWriter(path, ids, rows.shape[1:], {"extractor": "x", "layer": "l"}, storage or Storage()) as w:
+        for i, r in enumerate(rows):
+            w.write(i, r, {"source_seconds": 10.0 - i, "file": f"{ids[i]}.mp4"})
+        w.save_state("reduction", {"mean": np.ones(3), "components": np.eye(3, dtype=np.float32)})
+        w.set_valid(np.ones(len(ids), bool), "mask")
+
+
+def ds_of(ids):
+    return Dataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
+
+
+def flip(path, dataset, at=0.5):
+    """Flip one byte inside the stored data of ``dataset`` (its first chunk)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info(0)
+    offset = info.byte_offset + int(info.size * at)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x5A]))
+
+
+def all_datasets(path):
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: found.__setitem__(name, obj.fletcher32) if isinstance(obj, h5py.Dataset) else None
+        )
+    return found
+
+
+def test_every_dataset_of_a_cache_and_a_dataset_file_carries_a_checksum(tmp_path):
+    from avcache.contract.cache import Storage, read_features
+
+    ids = ["v1", "v2", "vidéo3"]
+    rows = np.random.default_rng(0).normal(size=(3, 10, 4)).astype(np.float32)
+    for k, storage in enumerate((Storage(), Storage("float16", "gzip"), Storage(compression="lzf"))):
+        write_cache(tmp_path / f"c{k}.h5", ids, rows, storage)
+        found = all_datasets(tmp_path / f"c{k}.h5")
+        assert set(found) == {
+            "features",
+            "video_ids",
+            "valid",
+            "media/source_seconds",
+            "media/file",
+            "reduction/mean",
+            "reduction/components",
+        }
+        assert all(found.values()), found
+        got = read_features(tmp_path / f"c{k}.h5", ds_of(ids))
+        assert np.array_equal(got, rows if storage.dtype == "float32" else rows.astype(np.float16).astype(np.float32))
+    from avcache.contract.dataset import read_dataset
+
+    ave = ds_of(ids)
+    write_dataset(ave, tmp_path / "ave.h5")
+    clips = Dataset(
+        ids,
+        ["a", "b"],
+        np.zeros((3, 2), np.uint8),
+        np.zeros(3, np.int8),
+        kind="clips",
+        paths=["a/1.wav", "b:2.wav", "ü.wav"],
+        seconds=np.array([5, 5, 4]),
+        folds=np.array([1, 2, 0]),
+        groups=["g1", "g2", ""],
+    )
+    write_dataset(clips, tmp_path / "clips.h5")
+    for name in ("ave.h5", "clips.h5"):
+        found = all_datasets(tmp_path / name)
+        assert all(found.values()) and "video_ids" in found, found
+    back = read_dataset(tmp_path / "clips.h5")
+    assert back.video_ids == ids and back.paths == clips.paths and back.groups == clips.groups
+    assert back.class_names == ["a", "b"] and read_dataset(tmp_path / "ave.h5").class_names == ["a"]
+
+
+@pytest.mark.parametrize("dataset", ["features", "video_ids", "valid"])
+def test_a_flipped_byte_in_a_cache_is_refused_in_one_line(tmp_path, dataset):
+    from avcache.contract.cache import CacheError, read_features, read_valid
+
+    ids = [f"v{i}" for i in range(4)]
+    path = tmp_path / "c.h5"
+    write_cache(path, ids, np.random.default_rng(0).normal(size=(4, 10, 16)).astype(np.float32))
+    flip(path, dataset)
+    with pytest.raises(CacheError) as e:
+        read_features(path, ds_of(ids))
+        read_valid(path, ds_of(ids))
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: corrupted (checksum mismatch") and f"'{dataset}'" in line
+    assert f"dvc checkout --force {path}" in line and "make pull" in line
+
+
+def test_a_flipped_byte_in_a_dataset_file_is_refused_in_one_line(tmp_path):
+    from avcache.contract.dataset import DatasetError, read_dataset
+
+    path = tmp_path / "dataset.h5"
+    write_dataset(ds_of([f"v{i}" for i in range(4)]), path)
+    flip(path, "labels")
+    with pytest.raises(DatasetError) as e:
+        read_dataset(path)
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: corrupted (checksum mismatch") and "'labels'" in line
+    assert f"dvc checkout --force {path}" in line
+
+
+def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
+    from avcache.contract.cache import CacheError, read_features
+
+    ids = ["v1", "v2"]
+    path = tmp_path / "c.h5"
+    write_cache(path, ids, np.ones((2, 10, 4), np.float32))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CacheError) as e:
+        read_features(path, ds_of(ids))
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: ") and "cannot be opened" in line and "dvc checkout --force" in line
+
+
+def test_non_finite_features_are_refused_naming_the_rows(tmp_path):
+    from avcache.contract.cache import CacheError, read_features
+
+    ids = [f"v{i}" for i in range(6)]
+    rows = np.ones((6, 10, 4), np.float32)
+    rows[2, 3, 1] = np.nan
+    rows[5, 0, 0] = -np.inf
+    path = tmp_path / "c.h5"
+    write_cache(path, ids, rows)
+    with pytest.raises(CacheError) as e:
+        read_features(path, ds_of(ids))
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: non-finite features (NaN or inf) in 2 rows: v2, v5")
+
+
+def test_train_stage_refuses_a_corrupted_cache_in_one_line(tmp_path):
+    make_project(tmp_path)
+    flip(tmp_path / AUDIO, "features")
+    rc, out = avcache("train", *STAGE_ARGS, cwd=tmp_path)
+    line = one_line(out.replace("\r", "\n"))
+    assert rc != 0 and line.startswith(f"train: {AUDIO}: corrupted (checksum mismatch"), line
+    assert not (tmp_path / "models").exists()

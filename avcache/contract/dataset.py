@@ -24,6 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from avcache.contract import h5
 from avcache.contract.io import atomic_path
 
 SEGMENTS = 10
@@ -89,18 +90,17 @@ class Dataset:
 def write_dataset(ds: Dataset, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    str_t = h5py.string_dtype()
     names = ds.class_names + ([BACKGROUND] if ds.kind == "ave" else [])
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("video_ids", data=np.array(ds.video_ids, dtype=object), dtype=str_t)
-        f.create_dataset("class_names", data=np.array(names, dtype=object), dtype=str_t)
-        f.create_dataset("labels", data=ds.labels)
-        f.create_dataset("split", data=ds.split)
+        f.create_dataset("video_ids", data=h5.utf8_strings(ds.video_ids), fletcher32=True)
+        f.create_dataset("class_names", data=h5.utf8_strings(names), fletcher32=True)
+        f.create_dataset("labels", data=ds.labels, fletcher32=True)
+        f.create_dataset("split", data=ds.split, fletcher32=True)
         if ds.kind == "clips":
-            f.create_dataset("paths", data=np.array(ds.paths, dtype=object), dtype=str_t)
-            f.create_dataset("groups", data=np.array(ds.groups, dtype=object), dtype=str_t)
-            f.create_dataset("seconds", data=np.asarray(ds.seconds, np.int16))
-            f.create_dataset("folds", data=np.asarray(ds.folds, np.int16))
+            f.create_dataset("paths", data=h5.utf8_strings(ds.paths), fletcher32=True)
+            f.create_dataset("groups", data=h5.utf8_strings(ds.groups), fletcher32=True)
+            f.create_dataset("seconds", data=np.asarray(ds.seconds, np.int16), fletcher32=True)
+            f.create_dataset("folds", data=np.asarray(ds.folds, np.int16), fletcher32=True)
             f.attrs["multi_label"] = bool(ds.multi_label)
         f.attrs["kind"] = ds.kind
         f.attrs["splits"] = ",".join(SPLITS)
@@ -119,7 +119,7 @@ def read_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file missing; run `dvc repro dataset` first")
-    with h5py.File(path, "r") as f:
+    with h5.reading(path, DatasetError) as f:
         names = _strings(f["class_names"][()])
         kind = str(f.attrs.get("kind", "ave"))
         common = dict(source=f.attrs["source"], videos=f.attrs["videos"], kind=kind)
