@@ -342,3 +342,104 @@ def test_train_stage_refuses_a_corrupted_cache_in_one_line(tmp_path):
     line = one_line(out.replace("\r", "\n"))
     assert rc != 0 and line.startswith(f"train: {AUDIO}: corrupted (checksum mismatch"), line
     assert not (tmp_path / "models").exists()
+
+
+# 3. FFmpeg protocols
+
+DOG = REPO.parent / "shared/data/clips/llp_BjCEufrlXm4_speech_dog_10s.mp4"
+BENTO = REPO.parent / "shared/data/clips/openl3_bento_1s.mp4"
+
+
+class Listener:
+    """A loopback port that counts the connections made to it (and closes each at once)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port, self.connections = self.sock.getsockname()[1], 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    port = Listener()
+    yield port
+    port.close()
+
+
+def test_protocol_paths_are_refused_before_any_connection(tmp_path, monkeypatch, listener):
+    from avcache.media import MediaError, load_audio, load_frames
+
+    monkeypatch.chdir(tmp_path)
+    for path in ("concat:/etc/hostname|/etc/hosts", f"http://127.0.0.1:{listener.port}/x.mp4", "pipe:0"):
+        for load in (lambda p: load_audio(p, 16000), lambda p: load_frames(p, 1, (32, 32))):
+            with pytest.raises(MediaError) as e:
+                load(path)
+            line = one_line(str(e.value))
+            assert line.startswith(f"{pathlib.Path(path)}: not a local file") and "protocol" in line, line
+    assert listener.connections == 0
+
+
+def test_a_file_named_like_a_protocol_is_read_as_that_file(tmp_path, monkeypatch, listener):
+    """A dataset folder can hold a file whose relative path reads as a protocol
+    (``concat:<another file>``, ``http:/host:port/x.mp4``): what is decoded is that file itself."""
+    import shutil
+
+    from avcache.media import load_audio, load_frames
+
+    monkeypatch.chdir(tmp_path)
+    planted = [f"concat:{DOG}", f"http://127.0.0.1:{listener.port}/x.mp4", "a:b.mp4"]
+    for name in planted:
+        target = tmp_path / pathlib.Path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BENTO, target)
+    for name in planted:
+        assert load_audio(name, 16000).source_seconds < 1.2, name  # the 1-s file, not the 10-s one
+        assert load_frames(name, 1, (32, 32)).source_seconds < 1.2, name
+    assert listener.connections == 0
+
+
+def test_pipe_path_never_reads_stdin(tmp_path):
+    """``pipe:0`` as a path (a file of that name in the folder) is that file, never standard input."""
+    import shutil
+
+    shutil.copy(BENTO, tmp_path / "pipe:0")
+    code = "from avcache.media import load_audio; print(round(load_audio('pipe:0', 16000).source_seconds))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(DOG, "rb") as stdin:
+        p = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert p.returncode == 0 and p.stdout.split() == ["1"], p.stdout + p.stderr  # not the 10-s clip on stdin
+
+
+def test_clip_probe_opens_local_files_only(tmp_path, monkeypatch, listener):
+    from avcache.datasets.clips import probe_seconds
+
+    monkeypatch.chdir(tmp_path)
+    assert probe_seconds(pathlib.Path(f"concat:{DOG}")) is None  # not DOG's 10 s through the concat protocol
+    assert probe_seconds(pathlib.Path(f"http://127.0.0.1:{listener.port}/x.mp4")) is None
+    assert listener.connections == 0
+    assert probe_seconds(pathlib.Path(os.path.relpath(BENTO))) == pytest.approx(1.1)
