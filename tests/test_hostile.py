@@ -443,3 +443,61 @@ def test_clip_probe_opens_local_files_only(tmp_path, monkeypatch, listener):
     assert probe_seconds(pathlib.Path(f"http://127.0.0.1:{listener.port}/x.mp4")) is None
     assert listener.connections == 0
     assert probe_seconds(pathlib.Path(os.path.relpath(BENTO))) == pytest.approx(1.1)
+
+
+# 4. Corrupted or missing remote objects
+
+
+def dvc(*args, cwd):
+    exe = pathlib.Path(sys.executable).with_name("dvc")
+    p = subprocess.run(
+        [str(exe), *args], cwd=cwd, env={**os.environ, "DVC_NO_ANALYTICS": "1"}, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout.strip()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A DVC project whose remote was set by ``make remote``, with one pushed file."""
+    import shutil
+
+    if shutil.which("make") is None or not pathlib.Path(sys.executable).with_name("dvc").exists():
+        pytest.skip("needs make and dvc")
+    repo, remote, venv = tmp_path / "repo", tmp_path / "remote", tmp_path / "venv"
+    repo.mkdir()
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/dvc").symlink_to(pathlib.Path(sys.executable).with_name("dvc"))
+    dvc("init", "--no-scm", "-q", cwd=repo)
+    shutil.copy(REPO / "Makefile", repo)
+    # -o: the venv counts as set up (this test must not install anything)
+    make = ["make", "-s", "-o", f"{venv}/.installed", f"VENV={venv}", f"REMOTE={remote}", "remote"]
+    p = subprocess.run(make, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert dvc("config", "remote.lab.verify", cwd=repo) == "true"
+    assert dvc("config", "core.remote", cwd=repo) == "lab"
+    (repo / "data.txt").write_text("features\n")
+    dvc("add", "-q", "data.txt", cwd=repo)
+    rc, out = avcache("share", "push", cwd=repo)
+    assert rc == 0 and out.endswith("push: 1 files transferred"), out
+    return repo, remote
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_pull_of_a_missing_or_corrupt_remote_object_is_one_line(lab, damage):
+    import shutil
+
+    repo, remote = lab
+    (obj,) = [p for p in remote.rglob("*") if p.is_file()]
+    if damage == "missing":
+        obj.unlink()
+    else:
+        obj.chmod(0o644)
+        obj.write_text("tampered\n")
+    shutil.rmtree(repo / ".dvc/cache")
+    (repo / "data.txt").unlink()
+    rc, out = avcache("share", "pull", cwd=repo)
+    line = one_line(out)
+    assert rc != 0 and not (repo / "data.txt").exists()
+    assert line.startswith("pull: data.txt could not be restored"), line
+    assert "missing from the remote or failed its hash check" in line and "make push" in line
