@@ -384,6 +384,7 @@ def listener():
 
 
 def test_protocol_paths_are_refused_before_any_connection(tmp_path, monkeypatch, listener):
+    from avcache.extraction.stage import video_path
     from avcache.media import MediaError, load_audio, load_frames
 
     monkeypatch.chdir(tmp_path)
@@ -393,6 +394,8 @@ def test_protocol_paths_are_refused_before_any_connection(tmp_path, monkeypatch,
                 load(path)
             line = one_line(str(e.value))
             assert line.startswith(f"{pathlib.Path(path)}: not a local file") and "protocol" in line, line
+        with pytest.raises(MediaError, match="not a local file"):  # a clip dataset's row, as extraction finds it
+            video_path(".", "row", path)
     assert listener.connections == 0
 
 
