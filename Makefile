@@ -33,9 +33,11 @@ bench: setup setup-extras
 
 # Sharing caches (README: Sharing caches in a lab). REMOTE: a folder all machines can reach (or
 # s3://, gs://, azure://, ssh:// with DVC's optional package, e.g. `pip install dvc-s3==3.3.0`).
+# verify: DVC hashes every object it pulls, so a damaged or tampered one is refused.
 remote: setup
 	@test -n "$(REMOTE)" || { echo "usage: make remote REMOTE=/path/to/lab/avcache-remote"; exit 2; }
 	$(BIN)/dvc remote add --default --force lab $(REMOTE)
+	$(BIN)/dvc remote modify lab verify true
 	@echo "remote 'lab' -> $(REMOTE) in .dvc/config: commit it so the lab shares it"
 
 push: setup

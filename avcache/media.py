@@ -254,13 +254,35 @@ class Frames:
         return out
 
 
+LOCAL_ONLY = {"protocol_whitelist": "file"}  # and so for whatever the demuxer opens (playlists, references)
+
+
+def local_url(path: Path) -> str:
+    """What FFmpeg is given to open ``path``: the file itself, through the ``file`` protocol.
+
+    Bare, a path whose first component holds a ``:`` (``concat:a|b``, ``http:/host/x``,
+    ``pipe:0``: a dataset's CSV with ``root: .`` gives such relative paths) names an FFmpeg
+    protocol, which reads other files, standard input or the network. A path that is not a file
+    is refused here, before FFmpeg sees it; one that is (a file named so) is opened as that file.
+    """
+    name = str(path)
+    head = name.split("/", 1)[0]
+    if ":" in head and not path.is_file():
+        raise MediaError(
+            f"{path}: not a local file: FFmpeg would read {head.split(':', 1)[0] + ':'!r} as a protocol "
+            "(other files, a device or the network); media are opened from local files only"
+        )
+    return "file:" + name
+
+
 def _open(path: Path):
+    url = local_url(path)
     if not path.is_file():
         raise MediaError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
     try:
-        return av.open(str(path))
+        return av.open(url, container_options=LOCAL_ONLY)
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
         raise MediaError(
             f"{path}: cannot open container, the file is corrupt, truncated or not a media file ({e})"

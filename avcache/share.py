@@ -8,12 +8,20 @@ are not in the current ``dvc.lock``, so a cache a colleague extracted under anot
 ``-S audio=...`` could not be restored elsewhere. ``push`` uploads those outputs too. ``pull``
 fetches the current outputs and the run history; a configuration run before anywhere in the lab
 is then fetched on demand by ``dvc exp run --pull -S audio=...`` instead of being extracted.
+
+A pull that cannot restore an output (its object is missing from the remote, or fails the hash
+check ``make remote`` turns on with ``verify = true``) and any other DVC error is one line naming
+what failed and what to do, and a non-zero exit; DVC's warnings are then folded into that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
+import sys
+from contextlib import contextmanager
 
 
 def _run_cache_entries(repo) -> list[tuple[str, str]]:
@@ -40,12 +48,76 @@ def pull(remote: str | None = None) -> int:
         return repo.pull(remote=remote, run_cache=True)["stats"]["fetched"]
 
 
+class _Held(logging.Filter):
+    """Holds back DVC's warnings (and errors) instead of printing them."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: dict[int, logging.LogRecord] = {}
+
+    def filter(self, record):
+        if record.levelno < logging.WARNING:
+            return True
+        self.records[id(record)] = record
+        return False
+
+
+@contextmanager
+def _held_warnings():
+    """DVC's warnings during the block: printed after it as DVC would on success, or returned for
+    the one-line message on failure."""
+    handlers, held = logging.getLogger("dvc").handlers, _Held()
+    for h in handlers:
+        h.addFilter(held)
+    ok = False
+    try:
+        yield held
+        ok = True
+    finally:
+        for h in handlers:
+            h.removeFilter(held)
+        if ok:
+            for record in held.records.values():
+                logging.getLogger("dvc").handle(record)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def failure(action: str, e: Exception, warnings: list[str]) -> str:
+    """One line: what could not be pushed or pulled, why, and what to do."""
+    from dvc.config import NoRemoteError
+    from dvc.exceptions import CheckoutError
+
+    missing = sorted({h for w in warnings for h in re.findall(r"\b(?:md5|md5-dos2unix): ([0-9a-f]{32})", w)})
+    if isinstance(e, CheckoutError):
+        targets = [str(t) for t in e.target_infos]
+        shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
+        objects = f" ({len(missing)} object(s): {', '.join(m[:12] for m in missing[:3])})" if missing else ""
+        return (
+            f"{action}: {shown} could not be restored: {'its' if len(targets) == 1 else 'their'} data is missing "
+            f"from the remote or failed its hash check{objects}; whoever built {'it' if len(targets) == 1 else 'them'} "
+            "should run `make push` again, or rebuild here with `dvc repro`"
+        )
+    if isinstance(e, NoRemoteError):
+        return f"{action}: no DVC remote is set; run `make remote REMOTE=/path/to/lab/avcache-remote` (docs/sharing.md)"
+    return f"{action}: {_one_line(e)}" + (f" ({len(missing)} object(s) missing)" if missing else "")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["push", "pull"])
     ap.add_argument("-r", "--remote", help="a remote name from .dvc/config (default: the default remote)")
     a = ap.parse_args(argv)
-    n = (push if a.action == "push" else pull)(a.remote)
+    from dvc.exceptions import DvcException
+
+    try:
+        with _held_warnings() as held:
+            n = (push if a.action == "push" else pull)(a.remote)
+    except DvcException as e:
+        print(failure(a.action, e, [r.getMessage() for r in held.records.values()]), file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"{a.action}: {n} files transferred")
 
 

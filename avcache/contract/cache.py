@@ -26,6 +26,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from avcache.contract import h5
 from avcache.contract.dataset import Dataset, order_hash
 from avcache.contract.io import atomic_path
 
@@ -93,8 +94,10 @@ class CacheWriter:
         self.n = len(video_ids)
         self.done = np.zeros(self.n, bool)
         self.f = h5py.File(self.tmp, "w")
-        self.f.create_dataset("features", shape=(self.n, *row_shape), **storage.dataset_options(self.n, row_shape))
-        self.f.create_dataset("video_ids", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
+        self.f.create_dataset(
+            "features", shape=(self.n, *row_shape), fletcher32=True, **storage.dataset_options(self.n, row_shape)
+        )
+        h5.create(self.f, "video_ids", h5.utf8_strings(video_ids))
         self.media: dict[str, np.ndarray] = {}
         provenance = {**provenance, "storage": asdict(storage)}
         self.f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
@@ -122,7 +125,7 @@ class CacheWriter:
         self.done[i] = True
 
     def set_valid(self, valid: np.ndarray, policy: str) -> None:
-        self.f.create_dataset("valid", data=np.asarray(valid, bool))
+        h5.create(self.f, "valid", np.asarray(valid, bool))
         self.f.attrs["failure_policy"] = policy
 
     def save_state(self, group: str, arrays: dict[str, np.ndarray]) -> None:
@@ -130,7 +133,7 @@ class CacheWriter:
             return
         g = untimed_group(self.f, group)
         for k, v in arrays.items():
-            g.create_dataset(k, data=v)
+            h5.create(g, k, v)
 
     def __enter__(self):
         return self
@@ -143,7 +146,7 @@ class CacheWriter:
                     raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
                 media = untimed_group(self.f, "media")
                 for k, v in self.media.items():
-                    media.create_dataset(k, data=v, dtype=h5py.string_dtype() if v.dtype == object else None)
+                    h5.create(media, k, v)
                 self.f.attrs["complete"] = True
             self.f.close()
         except BaseException as e:
@@ -173,11 +176,11 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
     path = Path(path)
     if not path.is_file():
         raise CacheError(f"{path}: cache missing; add the extractor to params.yaml and run `dvc repro`")
-    f = h5py.File(path, "r")
+    f = h5.open_file(path, CacheError)
     try:
         if not f.attrs.get("complete", False):
             raise CacheError(f"{path}: cache is incomplete (an interrupted write); re-run `dvc repro`")
-        ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
+        ids = [s.decode() if isinstance(s, bytes) else s for s in h5.read(f, "video_ids", path, CacheError)]
         if ids != dataset.video_ids:
             raise CacheError(
                 f"{path}: video order differs from the dataset file ({len(ids)} vs "
@@ -191,9 +194,28 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
 
 
 def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
-    """The whole ``features`` array as float32, whatever the cache stores."""
+    """The whole ``features`` array as float32, whatever the cache stores; a chunk that fails its
+    checksum, or a NaN or infinite value, is an error naming the file (and the rows)."""
     with open_cache(path, dataset) as f:
-        return f["features"][()].astype(np.float32, copy=False)
+        x = h5.read(f, "features", path, CacheError).astype(np.float32, copy=False)
+    bad = non_finite_rows(x)
+    if len(bad):
+        first = ", ".join(dataset.video_ids[i] for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise CacheError(
+            f"{path}: non-finite features (NaN or inf) in {len(bad)} rows: {first}; the cache is damaged or "
+            "its extractor produced them: re-create it (`dvc repro`) or restore it (`dvc checkout --force`)"
+        )
+    return x
+
+
+def non_finite_rows(x: np.ndarray, block_bytes: int = 1 << 26) -> np.ndarray:
+    """Indices of the rows of ``x`` holding a NaN or an infinity, checked in blocks of rows
+    (a whole-array mask of a 4-GB cache would take another GB)."""
+    step, bad = max(1, block_bytes // max(1, x[:1].nbytes)), []
+    for i in range(0, len(x), step):
+        finite = np.isfinite(x[i : i + step].reshape(min(step, len(x) - i), -1)).all(1)
+        bad.extend(i + np.flatnonzero(~finite))
+    return np.array(bad, int)
 
 
 def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:
@@ -201,4 +223,4 @@ def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:
     with open_cache(path, dataset) as f:
         if "valid" not in f:
             return np.ones(len(dataset.video_ids), bool), "mask"
-        return f["valid"][()], str(f.attrs.get("failure_policy", "mask"))
+        return h5.read(f, "valid", path, CacheError), str(f.attrs.get("failure_policy", "mask"))

@@ -26,12 +26,12 @@ from typing import ClassVar
 import h5py
 import numpy as np
 
+from avcache.contract import h5
 from avcache.contract.io import atomic_path
 
 SEGMENTS = 10  # AVE's one-second segments per video; the longest clip a cache holds by default
 SPLITS = ("train", "val", "test")
 BACKGROUND = "background"
-_STR = h5py.string_dtype()
 
 
 class DatasetError(ValueError):
@@ -196,10 +196,10 @@ class ClipDataset(Dataset):
         ]
 
     def _write_own(self, f: h5py.File) -> None:
-        f.create_dataset("paths", data=np.array(self.paths, dtype=object), dtype=_STR)
-        f.create_dataset("groups", data=np.array(self.groups, dtype=object), dtype=_STR)
-        f.create_dataset("seconds", data=np.asarray(self.seconds, np.int16))
-        f.create_dataset("folds", data=np.asarray(self.folds, np.int16))
+        h5.create(f, "paths", self.paths)
+        h5.create(f, "groups", self.groups)
+        h5.create(f, "seconds", np.asarray(self.seconds, np.int16))
+        h5.create(f, "folds", np.asarray(self.folds, np.int16))
         f.attrs["multi_label"] = bool(self.multi_label)
 
     @classmethod
@@ -225,10 +225,10 @@ def write_dataset(ds: Dataset, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("video_ids", data=np.array(ds.video_ids, dtype=object), dtype=_STR)
-        f.create_dataset("class_names", data=np.array(ds._stored_class_names(), dtype=object), dtype=_STR)
-        f.create_dataset("labels", data=ds.labels)
-        f.create_dataset("split", data=ds.split)
+        h5.create(f, "video_ids", ds.video_ids)
+        h5.create(f, "class_names", ds._stored_class_names())
+        h5.create(f, "labels", ds.labels)
+        h5.create(f, "split", ds.split)
         ds._write_own(f)
         f.attrs["kind"] = ds.kind
         f.attrs["splits"] = ",".join(SPLITS)
@@ -246,10 +246,12 @@ def _kind(path: Path, f: h5py.File) -> type[Dataset]:
     return KINDS[kind]
 
 
-def _open(path: Path) -> h5py.File:
+def _open(path: Path):
+    """The file for reading; a damaged one (truncated, a chunk failing its checksum) raises
+    ``DatasetError`` naming it."""
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file missing; run `dvc repro dataset` first")
-    return h5py.File(path, "r")
+    return h5.reading(path, DatasetError)
 
 
 def read_kind(path: str | Path) -> str:

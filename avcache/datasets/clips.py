@@ -206,7 +206,8 @@ def probe_seconds(path: Path) -> float | None:
     import av
 
     try:
-        with av.open(str(path)) as c:
+        # the file itself, as avcache.media.local_url opens it: never a protocol (concat:, http:, pipe:)
+        with av.open(f"file:{path}", container_options={"protocol_whitelist": "file"}) as c:
             if c.duration:
                 return c.duration / 1_000_000
             lengths = [float(s.duration * s.time_base) for s in c.streams if s.duration]

@@ -61,6 +61,7 @@ def video_path(videos: str | Path, vid: str, relative: str | None = None) -> Pat
     if relative is None:
         return media.find_video(videos, vid)
     path = Path(videos) / relative
+    media.local_url(path)  # a CSV path that names an FFmpeg protocol (concat:, http:, pipe:) is refused
     if not path.is_file():
         raise MediaError(f"{path}: file not found")
     return path

@@ -27,11 +27,11 @@ import torch  # noqa: E402
 
 from avcache import media  # noqa: E402
 from avcache.contract import params as P  # noqa: E402
-from avcache.contract.cache import open_cache, read_provenance  # noqa: E402
-from avcache.contract.dataset import SEGMENTS, read_dataset  # noqa: E402
+from avcache.contract.cache import CacheError, open_cache, read_provenance  # noqa: E402
+from avcache.contract.dataset import SEGMENTS, DatasetError, read_dataset  # noqa: E402
 from avcache.contract.pair import load_pair  # noqa: E402
 from avcache.contract.params import AttentionParams  # noqa: E402
-from avcache.localization.models import load_checkpoint  # noqa: E402
+from avcache.localization.models import CheckpointError, load_checkpoint  # noqa: E402
 
 
 class NoMaps(Exception):
@@ -195,7 +195,7 @@ def main(argv=None) -> None:
         (a.out / "README.txt").write_text(f"No attention maps: {e}\n")
         print(f"attention: no maps: {e}")
         return
-    except (P.ParamsError, media.MediaError) as e:
+    except (P.ParamsError, media.MediaError, CacheError, DatasetError, CheckpointError) as e:
         raise SystemExit(f"attention: {e}") from None
     print(f"attention: {len(written)} maps in {a.out}")
 

@@ -24,7 +24,7 @@ from avcache.contract.cache import CacheError
 from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write_text
 from avcache.contract.pair import load_pair
-from avcache.localization.models import load_checkpoint, predict, resolve_device
+from avcache.localization.models import CheckpointError, load_checkpoint, predict, resolve_device
 from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
 from avcache.plots import confusion_png, curves_png
 
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     try:
         device = P.section(P.load(), "train").get("device", "auto")
         evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live, device)
-    except (P.ParamsError, CacheError, DatasetError, FileNotFoundError) as e:
+    except (P.ParamsError, CacheError, DatasetError, CheckpointError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate: {e}") from None
 
 

@@ -15,6 +15,9 @@ input shapes and the state dict, so ``load_checkpoint`` rebuilds it with nothing
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -214,9 +217,47 @@ def save_checkpoint(path: Path, model: nn.Module, name: str, options: dict, shap
     )
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint or training state that is refused (not tensors and plain data) or unreadable."""
+
+
+RECREATE = "delete it and re-create it with `dvc repro`, or restore a trusted copy with `dvc checkout --force {path}`"
+
+
+def load_tensors(path: Path, map_location: str | torch.device = "cpu", advice: str = RECREATE):
+    """``torch.load`` of tensors and plain data only (``weights_only``): a file pulled from a shared
+    remote that holds any other object (a pickled callable runs code when unpickled) is refused,
+    and a truncated or corrupt one is one line naming it (then ``advice``, formatted with ``path``)."""
+    try:
+        return torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise CheckpointError(_unreadable(path, e, advice)) from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        raise CheckpointError(
+            f"{path}: contains objects other than tensors and plain data"
+            f"{f' ({found.group(1)})' if found else ''} and will not be loaded (unpickling it could run code)"
+            + (f"; {advice.format(path=path)}" if advice else "")
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CheckpointError(_unreadable(path, e, advice)) from None
+
+
+def _unreadable(path, e, advice: str) -> str:
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")[:160]
+    return f"{path}: cannot be read, the file is truncated or corrupt ({why})" + (
+        f"; {advice.format(path=path)}" if advice else ""
+    )
+
+
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """(the model in eval mode on ``device``, the checkpoint's other fields)."""
-    ck = torch.load(path, weights_only=False, map_location="cpu")
+    ck = load_tensors(path)
+    missing = [k for k in ("model", "shapes", "options", "state_dict") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no {', '.join(missing)})")
     model = build(ck["model"], **ck["shapes"], **ck["options"])
     model.load_state_dict(ck.pop("state_dict"))
     return model.to(device).eval(), ck

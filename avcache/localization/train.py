@@ -36,7 +36,16 @@ from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
 from avcache.contract.params import Recipe
-from avcache.localization.models import build, check_options, predict, resolve_device, rows, save_checkpoint
+from avcache.localization.models import (
+    CheckpointError,
+    build,
+    check_options,
+    load_tensors,
+    predict,
+    resolve_device,
+    rows,
+    save_checkpoint,
+)
 from avcache.workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -156,9 +165,9 @@ def _load_resume(path: Path | None, device: torch.device):
     if path is None or not path.exists():
         return None
     try:
-        return torch.load(path, weights_only=False, map_location=device)
-    except Exception as e:  # never resume from a corrupt file: start this seed over
-        log.warning("cannot resume from %s (%s: %s); restarting this seed", path, type(e).__name__, e)
+        return load_tensors(path, map_location=device, advice="")
+    except CheckpointError as e:  # never resume from a corrupt or refused file: start this seed over
+        log.warning("cannot resume from %s: %s; restarting this seed", path, str(e).removeprefix(f"{path}: "))
         return None
 
 

@@ -2,13 +2,17 @@
 
 1-s windows at 48 kHz every ``hop`` seconds (centred: window k is centred at k*hop), one
 embedding each; per-second features are their mean (the thesis then reduced by PCA to 128).
-Weights: torchopenl3 fetches ``torchopenl3_<repr>_<content>_<size>.pth.tar`` with
-``torch.hub.load_state_dict_from_url``, which first looks in ``$TORCH_HOME/hub/checkpoints/``;
-offline, put the file there or set ``extractors.openl3.weights`` to it.
+Weights: ``torchopenl3_<repr>_<content>_<size>.pth.tar`` from torchopenl3's release URL, kept in
+``$TORCH_HOME/hub/checkpoints/`` (where ``torch.hub.load_state_dict_from_url`` keeps it; fetched
+once if missing); offline, put the file there or set ``extractors.openl3.weights`` to it. Either
+way it is read as tensors only (``weights_only``), not through torchopenl3's loader, which
+unpickles it.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,32 +58,47 @@ class OpenL3(AudioExtractor):
                 f"openl3: torchopenl3 is not installed ({e}); install the `openl3` extra (requirements-extras.lock)"
             ) from None
         fname = f"torchopenl3_{input_repr}_{content_type}_{embedding_size}.pth.tar"
-        if weights is None:
+        if weights is None:  # torchopenl3's own loader would unpickle the file: fetch it, then load it here
             cached = Path(torch.hub.get_dir()) / "checkpoints" / fname
-            try:
-                self.model = torchopenl3.core.load_audio_embedding_model(input_repr, content_type, embedding_size)
-            except Exception as e:
-                raise WeightsNotFound(
-                    f"openl3: torchopenl3 could not fetch {fname} ({type(e).__name__}: {str(e)[:120]}). "
-                    f"Offline, put the file at {cached} or set extractors.openl3.weights to it."
-                ) from None
-            self.weights, self.source = str(cached), describe_source(fname)
+            if not cached.is_file():
+                try:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    url = torchopenl3.core.get_model_path(input_repr, content_type, embedding_size)
+                    torch.hub.download_url_to_file(url, str(cached), progress=False)
+                except Exception as e:
+                    raise WeightsNotFound(
+                        f"openl3: torchopenl3 could not fetch {fname} ({type(e).__name__}: {str(e)[:120]}). "
+                        f"Offline, put the file at {cached} or set extractors.openl3.weights to it."
+                    ) from None
+            path, self.source = cached, describe_source(fname)
         else:
             if not Path(weights).is_file():
                 raise WeightsNotFound(
                     f"openl3: weights file {weights} does not exist; set extractors.openl3.weights to {fname}"
                 )
-            self.model = torchopenl3.models.PytorchOpenl3(
-                input_repr=input_repr, content_type=content_type, embedding_size=embedding_size
-            )
-            try:
-                self.model.load_state_dict(torch.load(weights, map_location="cpu"))
-            except RuntimeError as e:
-                raise WeightsNotFound(
-                    f"openl3: {weights} does not load into the "
-                    f"{input_repr}/{content_type}/{embedding_size} network: {e}"
-                ) from None
-            self.weights, self.source = str(weights), describe_source(weights)
+            path, self.source = Path(weights), describe_source(weights)
+        self.model = torchopenl3.models.PytorchOpenl3(
+            input_repr=input_repr, content_type=content_type, embedding_size=embedding_size
+        )
+        try:  # tensors only, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says: a state dict needs no pickle
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            raise WeightsNotFound(
+                f"openl3: {path}: contains objects other than tensors and plain data"
+                f"{f' ({found.group(1)})' if found else ''} and will not be loaded (unpickling it could run code)"
+                if "Weights only load failed" in str(e)
+                else f"openl3: {path}: cannot be read ({e})"
+            ) from None
+        except (RuntimeError, EOFError) as e:
+            raise WeightsNotFound(f"openl3: {path}: cannot be read, truncated or corrupt ({e})") from None
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise WeightsNotFound(
+                f"openl3: {path} does not load into the {input_repr}/{content_type}/{embedding_size} network: {e}"
+            ) from None
+        self.weights = str(path)
         self.model = self.torch_module(self.model)
 
     def describe(self):
