@@ -31,7 +31,7 @@ test: setup setup-extras
 bench: setup setup-extras
 	$(BIN)/python bench/extract_speed.py
 
-# Sharing caches (README: Sharing caches in a lab). REMOTE: a folder all machines can reach (or
+# Sharing caches (docs/sharing.md). REMOTE: a folder all machines can reach (or
 # s3://, gs://, azure://, ssh:// with DVC's optional package, e.g. `pip install dvc-s3==3.3.0`).
 # verify: DVC hashes every object it pulls, so a damaged or tampered one is refused.
 remote: setup

@@ -236,6 +236,6 @@ def check_torch_bf16(device, key: str = "train.precision") -> None:
             log.warning(
                 "%s bf16 with oneDNN capped at AVX2 by the portable kernels runs emulated bf16 kernels "
                 "(5-6x slower than fp32); this CPU has bf16 units: run with AVCACHE_KERNELS=native "
-                "(1.7x faster than fp32 on an AVX512-BF16 CPU, README: Training speed)",
+                "(1.7x faster than fp32 on an AVX512-BF16 CPU, docs/scale.md)",
                 key,
             )

@@ -1,5 +1,5 @@
-"""Every clip head on the embedded clip demo with both installable extractors (README: Clip
-classification): folds x seeds, mean ± std.
+"""Every clip head on the embedded clip demo with both installable extractors (docs/clip-classification.md):
+folds x seeds, mean ± std.
 
     dvc repro clip_demo && python bench/clip_demo.py --out /tmp/clip-bench
 

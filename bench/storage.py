@@ -7,7 +7,7 @@ Each cache is rewritten with every storage (dtype x compression) by the stage's 
 bytes on disk, seconds to read the whole cache (best of 3, page cache warm) and the largest
 rounding error; then the params.yaml model is trained and evaluated on float32 and on float16
 (gzip) caches with the same seeds, so the accuracy cost of halving the bytes is measured, not
-assumed. Prints a Markdown table (README: Cache storage).
+assumed. Prints a Markdown table (docs/cache-format.md, docs/benchmarks.md).
 """
 
 from __future__ import annotations

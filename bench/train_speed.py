@@ -1,10 +1,10 @@
 """Training speed and accuracy at AVE's real shapes, on synthetic data with a learnable signal.
 
-    python bench/train_speed.py                                  # everything (hours: README)
+    python bench/train_speed.py                                  # everything (hours: docs/benchmarks.md)
     python bench/train_speed.py --quick --out /tmp/ts-quick      # every part, small (minutes)
     AVCACHE_KERNELS=native python bench/train_speed.py --only timing   # epoch times, native kernels
     python bench/train_speed.py --report                         # the tables from what is saved
-    python bench/train_speed.py --only runs --videos 600 150 150 # the README's runs (~30 min a model and seed)
+    python bench/train_speed.py --only runs --videos 600 150 150 # docs/benchmarks.md's runs (~30 min a model and seed)
 
 Data: 3339 / 402 / 402 videos (AVE's splits), audio 10x128, visual 10x7x7x512, 28 classes +
 background. A video has one class and an event interval; an event segment is one where the

@@ -281,7 +281,7 @@ def train_one(
             f"{model_name} seed {seed} stopped at epoch {history[-1]['epoch']} (patience "
             f"{recipe.patience}) without ever beating its first epoch's val accuracy ({best['val_acc']:.4f}): "
             "it may still be on a trivial prediction. The reference loss can sit on all-background for tens "
-            "of epochs (README: Training speed); raise train.patience or use train.loss: cross_entropy"
+            "of epochs (docs/scale.md, docs/benchmarks.md); raise train.patience or use train.loss: cross_entropy"
         )
     return model, {
         "seed": seed,

@@ -1,8 +1,9 @@
 """The extractor registry: a name in params.yaml -> the class that builds it.
 
-Adding an extractor is one module in this folder plus one line below (and its options under
-``extractors.<name>`` in params.yaml). Code used by several extractors lives in ``shared/``;
-each extraction stage depends on exactly the files its extractor imports (``avcache.lineage``).
+Adding an extractor is one class (in its family's module, e.g. ``keras_apps.py``, or a module of
+its own in this folder) plus one line below, and its options under ``extractors.<name>`` in
+params.yaml. Helpers used by several families (``hf.py``, ``waveform.py``) sit beside them; each
+extraction stage depends on exactly the files its extractor imports (``avcache.lineage``).
 """
 
 from __future__ import annotations
