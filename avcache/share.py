@@ -49,36 +49,48 @@ def pull(remote: str | None = None) -> int:
 
 
 class _Held(logging.Filter):
-    """Holds back DVC's warnings (and errors) instead of printing them."""
+    """Holds back DVC's warnings (and errors) instead of printing them, remembering which
+    handler each was meant for."""
 
     def __init__(self):
         super().__init__()
         self.records: dict[int, logging.LogRecord] = {}
+        self.routes: list[tuple[logging.Handler, logging.LogRecord]] = []
 
-    def filter(self, record):
-        if record.levelno < logging.WARNING:
-            return True
-        self.records[id(record)] = record
-        return False
+    def holding(self, handler: logging.Handler) -> logging.Filter:
+        held = self
+
+        class _For(logging.Filter):
+            def filter(self, record):
+                if record.levelno < logging.WARNING:
+                    return True
+                held.records[id(record)] = record
+                held.routes.append((handler, record))
+                return False
+
+        return _For()
 
 
 @contextmanager
 def _held_warnings():
-    """DVC's warnings during the block: printed after it as DVC would on success, or returned for
-    the one-line message on failure."""
-    handlers, held = logging.getLogger("dvc").handlers, _Held()
-    for h in handlers:
-        h.addFilter(held)
+    """DVC's warnings during the block (from ``dvc`` and ``dvc_data``, whichever handler would
+    print them: DVC's own, or the root one ``avcache.cli`` configures): printed after the block
+    as DVC would on success, or returned for the one-line message on failure."""
+    held = _Held()
+    handlers = list(dict.fromkeys([*logging.getLogger("dvc").handlers, *logging.getLogger().handlers]))
+    filters = [(h, held.holding(h)) for h in handlers]
+    for h, f in filters:
+        h.addFilter(f)
     ok = False
     try:
         yield held
         ok = True
     finally:
-        for h in handlers:
-            h.removeFilter(held)
+        for h, f in filters:
+            h.removeFilter(f)
         if ok:
-            for record in held.records.values():
-                logging.getLogger("dvc").handle(record)
+            for h, record in held.routes:
+                h.handle(record)
 
 
 def _one_line(text: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import Dataset, write_dataset
+from avcache.contract.dataset import AveDataset, ClipDataset, write_dataset
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATASET, AUDIO, VISUAL = "features/dataset.h5", "features/audio/fa.h5", "features/visual/fv.h5"
@@ -56,7 +56,7 @@ def make_project(root, n=24, seed=0, audio=None):
     labels = np.zeros((n, 10, 3), np.uint8)
     labels[np.arange(n)[:, None], np.arange(10), rng.integers(0, 3, (n, 10))] = 1
     split = np.array([0] * (n - 8) + [1] * 4 + [2] * 4, np.int8)
-    ds = Dataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
+    ds = AveDataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
     write_dataset(ds, root / DATASET)
     a = rng.normal(size=(n, 10, 8)).astype(np.float32) if audio is None else audio
     v = rng.normal(size=(n, 10, 2, 2, 6)).astype(np.float32)
@@ -206,7 +206,7 @@ def write_cache(path, ids, rows, storage=None):
 
 
 def ds_of(ids):
-    return Dataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
+    return AveDataset(list(ids), ["a"], np.zeros((len(ids), 10, 2), np.uint8), np.zeros(len(ids), np.int8))
 
 
 def flip(path, dataset, at=0.5):
@@ -258,12 +258,11 @@ def test_every_dataset_of_a_cache_and_a_dataset_file_carries_a_checksum(tmp_path
 
     ave = ds_of(ids)
     write_dataset(ave, tmp_path / "ave.h5")
-    clips = Dataset(
+    clips = ClipDataset(
         ids,
         ["a", "b"],
         np.zeros((3, 2), np.uint8),
         np.zeros(3, np.int8),
-        kind="clips",
         paths=["a/1.wav", "b:2.wav", "ü.wav"],
         seconds=np.array([5, 5, 4]),
         folds=np.array([1, 2, 0]),
