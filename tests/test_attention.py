@@ -3,7 +3,8 @@
 import sys
 
 import numpy as np
-from conftest import REPO
+import pytest
+from helpers import REPO
 
 from avcache import media
 from avcache.datasets import demo
@@ -46,6 +47,7 @@ def test_overlay_shows_attention_above_uniform_only():
     assert np.abs(overlay(img, flat / flat.sum(), (7, 7)) - 100 / 255).max() < 0.12
 
 
+@pytest.mark.slow
 def test_a_trained_av_att_looks_at_the_shape_on_the_demo(tmp_path):
     """The measurement of bench/attention_on_shape.py on a small demo, end to end: real videos,
     EfficientNet-Lite0 and musicnn caches, AV-att trained and selected on val. On the full demo

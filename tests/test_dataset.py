@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import AVE
+from helpers import AVE
 
 from avcache.contract.dataset import SPLITS, DatasetError, read_dataset, write_dataset
 from avcache.datasets.ave import load_ave, parse_annotations
@@ -109,11 +109,12 @@ def test_a_first_line_with_one_bad_number_is_an_error_not_a_header(tmp_path):
         load_ave(_write(tmp_path / "d", "Bark&a&good&0&x\n"))
 
 
+@pytest.mark.subprocess
 def test_the_stage_prints_a_dataset_error_as_one_line_without_traceback(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
 
     _write(tmp_path / "d", "Category&VideoID&Quality&StartSec&EndSec\nBark&a&good&0&3\nBark&b&good&zero&3\n")
     (tmp_path / "params.yaml").write_text(f"dataset: {{root: {tmp_path / 'd'}, videos: {tmp_path / 'd'}}}\n")

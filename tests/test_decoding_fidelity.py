@@ -8,8 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from conftest import DOG
-from test_robustness import colour, dominant_hz, encode, remux
+from helpers import DOG, colour, dominant_hz, encode, remux
 
 from avcache import media
 from avcache.extraction.extractors.base import AudioExtractor, VisualExtractor

@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import BENTO, DOG
-from test_robustness import make_dataset
+from helpers import BENTO, DOG, REPO, bf16_close_to_fp32, save_tiny_wav2vec2, vgg19_bf16_cosine
 
 from avcache.contract.cache import read_provenance
 from avcache.contract.params import ParamsError, from_params
@@ -18,32 +17,7 @@ from avcache.extraction.reduce import pool_seconds
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
 
-def add_duplicate(ds_root, vid):
-    """List ``vid`` a second time under another class, as AVE does for a few videos."""
-    from avcache.datasets.ave import load_ave
-
-    line = f"Other&{vid}&good&0&10\n"
-    for name in ("Annotations.txt", "trainSet.txt"):
-        with open(ds_root / name, "a") as f:
-            f.write(line)
-    return load_ave(ds_root, videos=str(ds_root / "AVE"))
-
-
-@pytest.fixture(scope="module")
-def mixed(tiny_demo, tmp_path_factory):
-    """6 good videos, a missing and an empty file, a short clip, and one video listed twice."""
-    good_dir, _ = tiny_demo
-    root = tmp_path_factory.mktemp("mixed") / "d"
-    from test_robustness import encode
-
-    ds = make_dataset(
-        root,
-        good_dir,
-        {"missing": lambda p: None, "empty": lambda p: p.write_bytes(b""), "short": lambda p: encode(p, seconds=2)},
-    )
-    return add_duplicate(root, ds.video_ids[2])
-
-
+@pytest.mark.slow
 def test_pipelined_engine_publishes_the_serial_engines_bytes(mixed, tmp_path):
     opts = {"frames_per_second": 2, "reduction": {"method": "pca", "dim": 8}}
     serial = run.run(
@@ -107,6 +81,7 @@ class _Fps1:
         return VisualExtractor.decoder(self)
 
 
+@pytest.mark.slow
 def test_a_crash_in_the_model_stops_naming_the_video_with_decode_workers(mixed, tmp_path, monkeypatch):
     from avcache.extraction.extractors.efficientnet import EfficientNet
 
@@ -137,6 +112,7 @@ def test_a_crash_in_the_model_stops_naming_the_video_with_decode_workers(mixed, 
     assert rows == [0, 1, 2, 9]  # the three before it, in order, and row 9 (video 2 listed again)
 
 
+@pytest.mark.slow
 def test_one_thread_gives_the_bits_of_two():
     """oneDNN's single-thread kernels differ in the last bits (Lite0: up to 4e-5) from 2, 3 or 4
     threads, which agree; a 1-CPU Ray actor or a 1-core machine computes with 2 threads."""
@@ -183,7 +159,9 @@ def cuda_present():
 
 
 @pytest.mark.skipif("cuda_present()")
-@pytest.mark.parametrize("name, framework", [("efficientnet", "PyTorch"), ("musicnn", "TensorFlow")])
+@pytest.mark.parametrize(
+    "name, framework", [("efficientnet", "PyTorch"), pytest.param("musicnn", "TensorFlow", marks=pytest.mark.slow)]
+)
 def test_cuda_without_a_gpu_stops_with_what_to_do(name, framework, demo_ds, tmp_path):
     with pytest.raises(
         DeviceError,
@@ -215,6 +193,7 @@ def test_graph_models_refuse_a_precision_they_cannot_compute_in():
         extractors.create("musicnn", {}, precision="bf16")
 
 
+@pytest.mark.slow
 def test_bf16_features_stay_close_to_fp32_on_the_shared_clips():
     """bf16 autocast (8-bit mantissa) over EfficientNet-Lite0's ~50 layers: measured per-second
     row cosine 0.9918 (min) on the dog clip and 0.9984 on the bento clip at 1 frame/s; the floor 0.98 leaves room
@@ -233,6 +212,7 @@ def test_bf16_features_stay_close_to_fp32_on_the_shared_clips():
         assert not np.array_equal(a, b)  # bf16 really ran
 
 
+@pytest.mark.slow
 def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch, capsys):
     from avcache.contract.dataset import write_dataset
     from avcache.extraction import plan
@@ -271,28 +251,14 @@ def test_plan_without_a_dataset_file_reads_a_clip_dataset_as_the_dataset_stage_d
     assert out.count("--time 0: no model loaded") == 2
 
 
-def _bf16_close_to_fp32(name, options, x):
-    """Embed ``x`` with ``name`` in fp32 and bf16: (fp32 extractor, bf16 extractor, min cosine)."""
-    fp32 = extractors.create(name, options, "cpu", "fp32")
-    bf16 = extractors.create(name, options, "cpu", "bf16")
-    a, b = (np.asarray(e.embed(x)[0] if name == "wav2vec2" else e.embed(x)) for e in (fp32, bf16))
-    assert b.dtype == np.float32 and not np.array_equal(a, b), name  # really computed otherwise
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    return fp32, bf16, ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min()
-
-
-def _vgg19_bf16_cosine(weights: str) -> float:
-    """min cosine of bf16 against fp32 VGG-19 features (``weights``: a Keras weights file)."""
-    x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-    return _bf16_close_to_fp32("vgg19", {"weights": weights, "input_size": 64, "frames_per_second": 1}, x)[2]
-
-
 VGG19_BF16 = (
-    "import sys; sys.path.insert(0, 'tests'); from test_engine import _vgg19_bf16_cosine; "
-    "print('min cosine', _vgg19_bf16_cosine(sys.argv[1]))"
+    f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from helpers import vgg19_bf16_cosine; "
+    "print('min cosine', vgg19_bf16_cosine(sys.argv[1]))"
 )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess  # where TensorFlow needs the native kernels (CPUs with bf16)
 def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
     """The mixed dtype policy (Keras) and autocast (transformers) really change the arithmetic,
     and stay close to fp32, on models of the real interface with random weights. Where TensorFlow
@@ -303,12 +269,11 @@ def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
     import sys
 
     import keras
-    from conftest import save_tiny_wav2vec2
 
     from avcache import runtime
 
     rng = np.random.default_rng(0)
-    fp32, bf16, cos = _bf16_close_to_fp32(
+    fp32, bf16, cos = bf16_close_to_fp32(
         "wav2vec2",
         {"model": save_tiny_wav2vec2(tmp_path / "w2v2")},
         (0.1 * rng.standard_normal(16000)).astype(np.float32),
@@ -321,7 +286,7 @@ def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
     except DeviceError as e:
         assert "AVCACHE_KERNELS=native" in str(e) and os.environ.get("AVCACHE_KERNELS", "portable") == "portable"
         with pytest.raises(DeviceError, match="AVCACHE_KERNELS=native"):
-            _vgg19_bf16_cosine(str(weights))
+            vgg19_bf16_cosine(str(weights))
         env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")}
         done = subprocess.run(
             [sys.executable, "-c", VGG19_BF16, str(weights)],
@@ -333,6 +298,6 @@ def test_keras_and_transformers_models_compute_in_bf16_when_asked(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         cos = float(done.stdout.split("min cosine")[-1])
     else:
-        cos = _vgg19_bf16_cosine(str(weights))
+        cos = vgg19_bf16_cosine(str(weights))
     assert cos > 0.98, cos
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored

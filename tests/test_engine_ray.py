@@ -10,11 +10,11 @@ import time
 
 import psutil
 import pytest
-from test_engine import mixed  # noqa: F401  (the fixture)
 
 from avcache.extraction import stage as run
 
 ray = pytest.importorskip("ray", reason="the `ray` extra is not installed (requirements-extras.lock)")
+pytestmark = pytest.mark.ray
 
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 RAY = {"cpus_per_worker": 1, "decode_workers": 1}  # two actors on a 2-core machine
@@ -44,6 +44,7 @@ def actor_processes():
     return found
 
 
+@pytest.mark.slow
 def test_ray_engine_publishes_the_local_engines_bytes(local_ray, demo_ds, tmp_path):
     local = run.run(
         "visual",
@@ -77,7 +78,8 @@ def test_ray_engine_publishes_the_local_engines_bytes(local_ray, demo_ds, tmp_pa
     assert not actor_processes()  # the stage's actors are gone with it
 
 
-def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path):
     """Missing and empty files fail on the actors exactly as in this process; the duplicate
     listing is copied by the driver; report and cache are the local engine's."""
     local = run.run(
@@ -109,6 +111,7 @@ def test_failures_on_workers_are_reported_as_locally(local_ray, mixed, tmp_path)
     assert remote.read_bytes() == local.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_sigkill_loses_and_duplicates_no_row(local_ray, demo_ds, tmp_path, monkeypatch):
     opts = {"reduction": {"method": "none"}}
     reference = run.run(
@@ -178,6 +181,7 @@ def test_missing_ray_is_named_with_the_extra(monkeypatch, demo_ds, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_a_cluster_that_cannot_host_the_actors_says_so(local_ray, demo_ds, tmp_path):
     with pytest.raises(run.StageError, match=r"extract.ray.cpus_per_worker is 64 but the Ray cluster has \d+ CPUs"):
         run.run(

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import DOG
+from helpers import DOG
 
 from avcache import media
 from avcache.contract.params import ParamsError
@@ -21,6 +21,7 @@ def dog_audio():
     return media.load_audio(DOG, 16000)
 
 
+@pytest.mark.slow
 def test_musicnn_restores_real_weights_and_gives_per_second_cnn_concat(musicnn, dog_audio):
     assert musicnn.n_restored > 50  # every variable checked equal to the checkpoint
     values, times = musicnn(dog_audio)
@@ -36,6 +37,7 @@ def test_musicnn_restores_real_weights_and_gives_per_second_cnn_concat(musicnn, 
     assert d["weights_source"] == "musicnn==0.1.0 (wheel) musicnn/MTT_musicnn/"  # no machine paths
 
 
+@pytest.mark.slow
 def test_musicnn_loud_input_stays_finite(musicnn):
     """The package's float16 mel overflows to inf on loud input; ours must not."""
     t = np.arange(160000) / 16000
@@ -51,6 +53,7 @@ def test_musicnn_loud_input_stays_finite(musicnn):
     assert np.isfinite(pool_seconds(*musicnn.embed(loud))).all()
 
 
+@pytest.mark.slow
 def test_musicnn_pooled_and_vgg_layers(dog_audio):
     pooled = extractors.create("musicnn", {"layers": ["penultimate", "cnn3"]})
     v, t = pooled(dog_audio)
@@ -73,6 +76,7 @@ def effnet():
     return extractors.create("efficientnet", {"frames_per_second": 1})
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_real_weights_see_a_dog(effnet):
     """Pretrained, not random: ImageNet dog classes (151-268) win on the dog clip's frames."""
     import torch
@@ -84,6 +88,7 @@ def test_efficientnet_lite0_real_weights_see_a_dog(effnet):
     assert ((top >= 151) & (top <= 268)).mean() >= 0.6, top
 
 
+@pytest.mark.slow
 def test_efficientnet_features_shape_finite_deterministic(effnet):
     frames = effnet.decode(DOG)
     values, times = effnet(frames)
@@ -123,7 +128,7 @@ def test_every_registered_extractor_has_a_module_and_valid_params():
     import inspect
 
     import yaml
-    from conftest import REPO
+    from helpers import REPO
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())["extractors"]
     assert set(params) == set(extractors.REGISTRY)

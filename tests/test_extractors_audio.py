@@ -3,7 +3,7 @@ the same code that loads the real weights; alignment checked on a signal that ch
 
 import numpy as np
 import pytest
-from conftest import change_row, save_tiny_wav2vec2, step_signal
+from helpers import change_row, save_tiny_wav2vec2, step_signal
 
 from avcache.contract.cache import read_features, read_provenance
 from avcache.extraction import extractors
@@ -42,6 +42,7 @@ def yamnet_dir(tmp_path_factory):
     return export_hub_model(tmp_path_factory.mktemp("hub") / "yamnet", 0.48, [521, 1024])
 
 
+@pytest.mark.slow
 def test_vggish_per_second_rows_and_alignment(vggish_dir):
     ex = extractors.create("vggish", {"handle": vggish_dir})
     values, times = ex.embed(step_signal(16000))
@@ -52,6 +53,7 @@ def test_vggish_per_second_rows_and_alignment(vggish_dir):
     assert change_row(rows) == 5
 
 
+@pytest.mark.slow
 def test_yamnet_embeddings_scores_and_pca_cache(yamnet_dir, demo20, tmp_path):
     ex = extractors.create("yamnet", {"handle": yamnet_dir})
     values, times = ex.embed(step_signal(16000))
@@ -73,6 +75,7 @@ def test_yamnet_embeddings_scores_and_pca_cache(yamnet_dir, demo20, tmp_path):
     assert prov["weights"] == yamnet_dir and len(prov["weights_sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_vggish_cache_end_to_end(vggish_dir, tiny_demo, tmp_path):
     from avcache.datasets.ave import load_ave
 
@@ -103,6 +106,7 @@ def openl3_weights(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_openl3_windows_are_centred_on_their_timestamps(openl3_weights):
     import torch
 
@@ -123,6 +127,7 @@ def test_openl3_windows_are_centred_on_their_timestamps(openl3_weights):
     assert np.array_equal(rows[0], rows[3]) and change_row(rows) in (4, 5)
 
 
+@pytest.mark.slow
 def test_openl3_cache_pca_to_128(openl3_weights, demo20, tmp_path):
     opts = {
         "input_repr": "mel128",
@@ -205,6 +210,7 @@ def fairseq_ckpts(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["z", "c"])
 def test_wav2vec_frames_every_160_samples_and_alignment(fairseq_ckpts, layer):
     ex = extractors.create("wav2vec", {"checkpoint": fairseq_ckpts["none"], "layer": layer})
@@ -217,6 +223,7 @@ def test_wav2vec_frames_every_160_samples_and_alignment(fairseq_ckpts, layer):
     assert np.allclose(rows[0], rows[3]) and change_row(rows) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vq", ["gumbel", "kmeans"])
 def test_vq_wav2vec_layers(fairseq_ckpts, vq):
     x = step_signal(16000)
@@ -228,6 +235,7 @@ def test_vq_wav2vec_layers(fairseq_ckpts, vq):
         extractors.create("wav2vec", {"checkpoint": fairseq_ckpts[vq]})
 
 
+@pytest.mark.slow
 def test_wav2vec_variants_and_pca_cache(fairseq_ckpts, demo20, tmp_path):
     x = step_signal(16000)
     for variant in ("per_second", "np_mean"):
@@ -255,6 +263,7 @@ def wav2vec2_dir(tmp_path_factory):
     return save_tiny_wav2vec2(tmp_path_factory.mktemp("w2v2"))
 
 
+@pytest.mark.slow
 def test_wav2vec2_320_sample_stride_alignment(wav2vec2_dir):
     ex = extractors.create("wav2vec2", {"model": wav2vec2_dir, "layer": "conv"})
     assert (ex.stride, ex.field) == (320, 400)
@@ -266,6 +275,7 @@ def test_wav2vec2_320_sample_stride_alignment(wav2vec2_dir):
     assert np.allclose(rows[0], rows[3]) and change_row(rows) == 5
 
 
+@pytest.mark.slow
 def test_wav2vec2_hidden_states_and_cache(wav2vec2_dir, demo20, tmp_path):
     x = step_signal(16000)
     last = pool_seconds(*extractors.create("wav2vec2", {"model": wav2vec2_dir}).embed(x))

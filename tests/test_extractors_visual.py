@@ -3,7 +3,7 @@ and saved here, a tiny MaskFormer saved with save_pretrained), loaded by the pro
 
 import numpy as np
 import pytest
-from conftest import change_row, save_tiny_maskformer, write_seconds_video
+from helpers import change_row, save_tiny_maskformer, write_seconds_video
 
 from avcache.contract.cache import read_features, read_provenance
 from avcache.extraction import extractors
@@ -29,6 +29,7 @@ def keras_weights(tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path):
     w = keras_weights("VGG19")
     assert extractors.create("vgg19", {"weights": w}).model.output.shape[1:] == (7, 7, 512)  # at 224 px
@@ -53,6 +54,7 @@ def test_vgg19_block5_pool_alignment_and_cache(keras_weights, demo_ds, tmp_path)
     assert prov["layer"].startswith("block5_pool") and len(prov["weights_sha256"]) == 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, app, full",
     [("efficientnet_b7", "EfficientNetB7", (19, 19, 2560)), ("efficientnet_v2l", "EfficientNetV2L", (15, 15, 1280))],
@@ -67,6 +69,7 @@ def test_efficientnet_keras_variants(keras_weights, demo_ds, tmp_path, name, app
     assert feats.shape == (12, 10, 2, 2, 128) and np.isfinite(feats).all()  # thesis: h x w x 128 by PCA
 
 
+@pytest.mark.slow
 def test_convnext_stage3_and_pca(keras_weights, demo_ds, tmp_path):
     import keras
 
@@ -85,6 +88,7 @@ def test_convnext_stage3_and_pca(keras_weights, demo_ds, tmp_path):
     assert read_features(out, demo_ds).shape == (12, 10, 2, 2, 204)  # thesis: 7x7x204 at 224 px
 
 
+@pytest.mark.slow
 def test_keras_partial_load_is_an_error_not_random_layers(keras_weights, monkeypatch):
     """If Keras ever loads a file only in part (it warns and keeps fresh weights), we stop."""
     import warnings
@@ -102,6 +106,7 @@ def test_keras_partial_load_is_an_error_not_random_layers(keras_weights, monkeyp
         extractors.create("vgg19", {"weights": keras_weights("VGG19"), "input_size": 64})
 
 
+@pytest.mark.slow
 def test_keras_weights_that_do_not_fit_stop_the_stage(keras_weights, tmp_path):
     with pytest.raises(WeightsNotFound, match="does not exist; set extractors.vgg19.weights"):
         extractors.create("vgg19", {"weights": str(tmp_path / "none.h5")})
@@ -114,6 +119,7 @@ def maskformer_dir(tmp_path_factory):
     return save_tiny_maskformer(tmp_path_factory.mktemp("maskformer"))
 
 
+@pytest.mark.slow
 def test_maskformer_class_and_mask_outputs(maskformer_dir, demo_ds, tmp_path):
     images = np.random.default_rng(0).integers(0, 255, (3, 640, 640, 3), dtype=np.uint8)
     mask = extractors.create("maskformer", {"model": maskformer_dir, "output": "mask"})

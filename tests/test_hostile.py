@@ -125,6 +125,7 @@ def test_real_checkpoint_loads_without_pickle(tmp_path):
     assert meta["options"] == SMALL and model.lstm_audio.hidden_size == 4
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("damage", ["payload", "truncated"])
 def test_evaluate_stage_refuses_a_hostile_or_truncated_checkpoint_in_one_line(tmp_path, damage):
     make_project(tmp_path)
@@ -334,6 +335,7 @@ def test_non_finite_features_are_refused_naming_the_rows(tmp_path):
     assert line.startswith(f"{path}: non-finite features (NaN or inf) in 2 rows: v2, v5")
 
 
+@pytest.mark.subprocess
 def test_train_stage_refuses_a_corrupted_cache_in_one_line(tmp_path):
     make_project(tmp_path)
     flip(tmp_path / AUDIO, "features")
@@ -417,6 +419,7 @@ def test_a_file_named_like_a_protocol_is_read_as_that_file(tmp_path, monkeypatch
     assert listener.connections == 0
 
 
+@pytest.mark.subprocess
 def test_pipe_path_never_reads_stdin(tmp_path):
     """``pipe:0`` as a path (a file of that name in the folder) is that file, never standard input."""
     import shutil
@@ -437,6 +440,7 @@ def test_pipe_path_never_reads_stdin(tmp_path):
     assert p.returncode == 0 and p.stdout.split() == ["1"], p.stdout + p.stderr  # not the 10-s clip on stdin
 
 
+@pytest.mark.subprocess
 def test_clip_probe_opens_local_files_only(tmp_path, monkeypatch, listener):
     from avcache.datasets.clips import probe_seconds
 
@@ -485,6 +489,8 @@ def lab(tmp_path):
     return repo, remote
 
 
+@pytest.mark.subprocess
+@pytest.mark.dvc
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_pull_of_a_missing_or_corrupt_remote_object_is_one_line(lab, damage):
     import shutil

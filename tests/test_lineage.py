@@ -1,13 +1,15 @@
 """Each stage depends on exactly the code it runs: the import closure, checked three ways."""
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from avcache import lineage
 from avcache.extraction.extractors import REGISTRY
@@ -21,6 +23,7 @@ print(json.dumps(sorted(getattr(m, "__file__", None) or "" for n, m in sys.modul
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("stage", list(lineage.stages()))
 def test_static_closure_covers_what_python_really_imports(stage):
     entries = lineage.stages()[stage]
@@ -40,16 +43,21 @@ def test_static_closure_covers_what_python_really_imports(stage):
 def test_closures_are_exact_not_the_whole_tree():
     """The cases the lineage issue named: too narrow for train/evaluate, too wide for extraction."""
     train = lineage.closure("avcache.localization.train")
-    contract = {f"avcache/contract/{m}.py" for m in ("cache", "dataset", "params", "pair")}
-    assert contract | {"avcache/localization/models.py"} <= set(train)
-    assert not any(f.startswith("avcache/extraction/") for f in train)
+    assert {
+        "avcache/contract/cache.py",
+        "avcache/contract/dataset.py",
+        "avcache/contract/params.py",
+        "avcache/contract/pair.py",
+        "avcache/localization/models.py",
+    } <= set(train)
+    assert not any(f.startswith("avcache/extraction/") for f in train) and "avcache/media.py" not in train
     assert "avcache/localization/evaluate.py" not in train
     evaluate = lineage.closure("avcache.localization.evaluate")
     assert {"avcache/localization/models.py", "avcache/plots.py"} <= set(evaluate)
     assert "avcache/localization/train.py" not in evaluate
     musicnn = lineage.closure(*lineage.stages()["extract/musicnn"])
     assert "avcache/extraction/extractors/musicnn.py" in musicnn
-    assert not any(f.endswith(("/hf.py", "/waveform.py")) for f in musicnn)  # transformers helpers: not musicnn's
+    assert "avcache/extraction/extractors/hf.py" not in musicnn  # the transformers helper is not musicnn's code
     wav2vec2 = lineage.closure(*lineage.stages()["extract/wav2vec2"])
     assert {"avcache/extraction/extractors/hf.py", "avcache/extraction/extractors/waveform.py"} <= set(wav2vec2)
     assert "avcache/extraction/extractors/keras_apps.py" not in wav2vec2
@@ -66,6 +74,7 @@ def resolved_stages(tmp_path, params):
         return {s.name: [d.def_path for d in s.deps] for s in repo.index.stages}
 
 
+@pytest.mark.dvc
 @pytest.mark.parametrize(
     "audio, visual",
     [
@@ -115,32 +124,44 @@ def test_every_registered_extractor_has_a_lineage_file_and_every_option_in_param
         assert "reduction" not in given or "storage" in given, name  # -S ...storage.dtype=float16
 
 
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_fingerprint_follows_file_contents(tmp_path, monkeypatch):
-    before = lineage.fingerprint("extract/musicnn")
-    assert (
-        before["files"]["avcache/extraction/extractors/musicnn.py"]
-        == __import__("hashlib").sha256((REPO / "avcache/extraction/extractors/musicnn.py").read_bytes()).hexdigest()
-    )
+    """Every file's hash is the sha256 of its bytes, and editing a file in a copy of the tree changes
+    the fingerprints of exactly the stages that run it, in that file's entry alone."""
     copy = tmp_path / "repo"
     for pkg in lineage.PACKAGES:
-        __import__("shutil").copytree(
-            REPO / pkg, copy / pkg, ignore=__import__("shutil").ignore_patterns("__pycache__")
-        )
+        shutil.copytree(REPO / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(lineage, "ROOT", copy)
-    assert lineage.fingerprint("extract/musicnn") == before
-    with open(copy / "avcache/extraction/extractors/hf.py", "a") as f:
-        f.write("# edited\n")
-    assert lineage.fingerprint("extract/musicnn") == before  # not musicnn's code
-    assert lineage.fingerprint("extract/wav2vec2") != before
-    with open(copy / "avcache/media.py", "a") as f:
-        f.write("# edited\n")
-    assert lineage.fingerprint("extract/musicnn")["sha256"] != before["sha256"]
-    assert (
-        lineage.fingerprint("train") == lineage.fingerprint("train")
-        and "avcache/media.py" not in lineage.fingerprint("train")["files"]
-    )
+    before = {stage: lineage.fingerprint(stage) for stage in lineage.stages()}
+    for stage, fp in before.items():
+        assert fp["stage"] == stage and fp["files"] == {rel: sha256_of(REPO / rel) for rel in fp["files"]}, stage
+
+    def edit(rel):
+        """Append a comment to ``rel``: the stages whose fingerprint changed."""
+        with open(copy / rel, "a") as f:
+            f.write("# edited\n")
+        after = {stage: lineage.fingerprint(stage) for stage in lineage.stages()}
+        changed = {stage for stage in after if after[stage] != before[stage]}
+        for stage in changed:
+            old, new = before[stage], after[stage]
+            assert {k for k in new["files"] if new["files"][k] != old["files"].get(k)} == {rel}, stage
+            assert new["files"][rel] == sha256_of(copy / rel) != sha256_of(REPO / rel)
+            assert new["sha256"] != old["sha256"] and set(new["files"]) == set(old["files"])
+        before.update(after)
+        return changed
+
+    # the transformers helper: the two extractors built on transformers, nothing else
+    assert edit("avcache/extraction/extractors/hf.py") == {"extract/maskformer", "extract/wav2vec2"}
+    # decoding: every extractor and the attention maps (drawn on decoded frames); never training
+    changed = edit("avcache/media.py")
+    assert {f"extract/{name}" for name in REGISTRY} | {"attention"} <= changed
+    assert not changed & {"train", "evaluate"}
 
 
+@pytest.mark.dvc
 def test_no_cached_dvc_output_is_tracked_by_git():
     """A cached output that git also tracks makes a fresh clone's ``dvc repro`` refuse to run."""
     from dvc.repo import Repo

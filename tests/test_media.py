@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import BENTO, DOG, write_seconds_video
+from helpers import BENTO, DOG, write_seconds_video
 
 from avcache.media import MediaError, frame_times, load_audio, load_frames
 

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, save_tiny_maskformer, save_tiny_wav2vec2
+from helpers import REPO, save_tiny_maskformer, save_tiny_wav2vec2
 
 from avcache.contract.cache import read_features, read_provenance
 from avcache.contract.dataset import read_dataset
@@ -20,6 +20,7 @@ from avcache.extraction import stage as run
 VISUAL = {"frames_per_second": 1, "reduction": {"method": "pca", "dim": 16}}
 
 
+@pytest.mark.slow
 def test_visual_stage_with_train_fitted_pca(demo_ds, tmp_path):
     out = run.run("visual", "efficientnet", VISUAL, demo_ds, demo_ds.videos, tmp_path / "e.h5", progress=False)
     feats = read_features(out, demo_ds)
@@ -41,6 +42,7 @@ def test_visual_stage_with_train_fitted_pca(demo_ds, tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["e.h5", "e.report.json", "e2.h5", "e2.report.json"]
 
 
+@pytest.mark.slow
 def test_audio_stage_rows_equal_single_video_extraction(demo_ds, tmp_path):
     out = run.run(
         "audio",
@@ -78,7 +80,18 @@ def test_missing_videos_are_reported_and_policy_stop_publishes_nothing(demo_ds, 
 
 
 DVC = shutil.which("dvc", path=os.path.dirname(sys.executable))
-needs_dvc = pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment")
+
+
+def needs_dvc(test):
+    """A test of the pipeline itself: real `dvc` (and `python -m avcache`) subprocesses, minutes."""
+    for mark in (
+        pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment"),
+        pytest.mark.dvc,
+        pytest.mark.subprocess,
+        pytest.mark.slow,
+    ):
+        test = mark(test)
+    return test
 
 
 def plt_image_size(path):
@@ -124,9 +137,10 @@ class Project:
         self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """The real pipeline on a 10-video demo, reproduced once: every cache built, trained, evaluated."""
+@pytest.fixture(scope="session")
+def pristine(tmp_path_factory):
+    """The real pipeline on a 10-video demo, reproduced once per session: every cache built, trained,
+    evaluated. Never changed: each test works on its own copy (``project``)."""
     if DVC is None:
         pytest.skip("dvc not installed in this environment")
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -186,6 +200,33 @@ def project(tmp_path_factory):
     return p
 
 
+def copy_of(template, path):
+    """A project of its own: tests change it freely, and run alone and in any order."""
+    shutil.copytree(template.path, path)  # outputs linked to DVC's cache become plain copies
+    return Project(path)
+
+
+@pytest.fixture
+def project(pristine, tmp_path):
+    """A copy of the reproduced project."""
+    return copy_of(pristine, tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def other_pair(pristine, tmp_path_factory):
+    """The reproduced project after one experiment with another pair of extractors (once per session;
+    never changed): (the project, the experiment's output)."""
+    p = copy_of(pristine, tmp_path_factory.mktemp("other-pair") / "repo")
+    return p, p.sh("dvc", "exp", "run", "-n", "other-pair", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
+
+
+@pytest.fixture
+def after_other_pair(other_pair, tmp_path):
+    """A copy of the project after the other-pair experiment, and that experiment's output."""
+    template, out = other_pair
+    return copy_of(template, tmp_path / "repo"), out
+
+
 @needs_dvc
 def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(project):
     p = project
@@ -212,7 +253,7 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     assert "extract_visual:" in status and "lineage/extract/efficientnet.json" in status
     assert "extract_audio" not in status and "train:" not in status
     # the cache reader: train and evaluate import it (neither was rerun before), extraction does not
-    p.sh("git", "checkout", "-q", "extract")
+    p.sh("git", "checkout", "-q", "avcache/extraction/extractors/efficientnet.py")
     with open(p.path / "avcache/contract/pair.py", "a") as f:
         f.write("# edited\n")
     p.sh("dvc", "repro", "lineage")
@@ -220,11 +261,11 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     assert "train:" in status and "evaluate:" in status and "extract_" not in status
     with open(p.path / "avcache/plots.py", "a") as f:  # evaluate's figures: evaluate alone
         f.write("# edited\n")
-    p.sh("git", "checkout", "-q", "avcache")
+    p.sh("git", "checkout", "-q", "avcache/contract/pair.py")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
     assert "evaluate:" in status and "train:" not in status and "extract_" not in status
-    p.sh("git", "checkout", "-q", "evaluate")
+    p.sh("git", "checkout", "-q", "avcache/plots.py")
     p.sh("dvc", "repro", "lineage")
     assert "up to date" in p.sh("dvc", "status")
     # one extractor's params re-run only that extractor; the model only train and evaluate
@@ -240,10 +281,9 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
 
 
 @needs_dvc
-def test_card_commands_select_caches_extract_once_and_compare(project):
+def test_card_commands_select_caches_extract_once_and_compare(after_other_pair):
     """`dvc exp run -S audio=... -S visual=...` extracts a new pair once; switching back extracts nothing."""
-    p = project
-    out = p.sh("dvc", "exp", "run", "-n", "other-pair", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
+    p, out = after_other_pair  # `dvc exp run -n other-pair -S audio=wav2vec2 -S visual=maskformer`
     assert p.ran(out) == ["extract_audio", "extract_visual", "train", "evaluate", "attention"]
     assert read_provenance(p.path / "features/audio/wav2vec2.h5")["extractor"] == "wav2vec2"
     why = (p.path / "results/attention/README.txt").read_text()  # MaskFormer: query groups, no grid
@@ -299,12 +339,13 @@ def _reflinks_work(folder):
 
 
 @needs_dvc
-def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
+def test_a_lab_extracts_once_and_shares_through_a_remote(after_other_pair, tmp_path):
     """Extract in one clone, push; a fresh clone pulls, is up to date, and trains with no extraction,
     even for a configuration it never ran (restored from the remote's run history)."""
-    p = project
-    p.sh("git", "checkout", "-q", "--", ".")
-    p.sh("git", "clean", "-fdq", "results")  # the last experiment's attention maps (other videos)
+    p, _ = after_other_pair  # the lab also ran an experiment with wav2vec2 and MaskFormer here
+    p.sh("git", "checkout", "-q", "--", ".")  # back to the committed configuration
+    # the experiment's outputs stay in DVC's cache, not in the workspace (nor in the commit below)
+    p.sh("git", "clean", "-fdq", "features", "results")
     p.sh("dvc", "checkout", "-f")
     assert "up to date" in p.sh("dvc", "status")
     p.sh("dvc", "remote", "add", "--default", "lab", str(tmp_path / "lab-remote"))
@@ -321,6 +362,7 @@ def test_a_lab_extracts_once_and_shares_through_a_remote(project, tmp_path):
         assert cache.stat().st_ino in {f.stat().st_ino for f in (clone.path / ".dvc/cache").rglob("*") if f.is_file()}
     out = clone.sh("dvc", "exp", "run", "-S", "model=dmrn")
     assert clone.ran(out) == ["train", "evaluate", "attention"]
+    clone.sh("git", "checkout", "-q", "--", "params.yaml")  # the committed model again: the lab's experiment
     out = clone.sh("dvc", "exp", "run", "--pull", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
     assert clone.ran(out) == [] and "Stage 'extract_visual' is cached - skipping run" in out
 
@@ -330,7 +372,6 @@ def test_a_clip_dataset_runs_through_the_same_stages(project):
     """The card's clip-classification command: the clip demo through dataset, extraction (clips of
     1-5 s padded to the longest), the fold protocol and its metrics; PCA asks for the heads' own."""
     p = project
-    p.sh("git", "checkout", "-q", "--", "params.yaml")  # whatever the tests before left selected
     clip = [
         "-S",
         "audio=musicnn",

@@ -14,13 +14,18 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import AVE, REPO
+from helpers import AVE, REPO
 
 from avcache.contract.cache import read_features
-from avcache.datasets.stage import load_ave
+from avcache.datasets.ave import load_ave
 
 DVC = shutil.which("dvc", path=os.path.dirname(sys.executable))
-pytestmark = pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment")
+pytestmark = [
+    pytest.mark.skipif(DVC is None, reason="dvc not installed in this environment"),
+    pytest.mark.dvc,
+    pytest.mark.subprocess,
+    pytest.mark.slow,
+]
 
 
 def _ave_subset(root, per_split=(4, 2, 2)):

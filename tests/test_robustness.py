@@ -9,13 +9,25 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import (
+    AUDIO,
+    DATASET,
+    PARAMS,
+    REPO,
+    SMALL,
+    STAGE_ARGS,
+    VISUAL,
+    colour,
+    dominant_hz,
+    encode,
+    make_dataset,
+    make_project,
+    remux,
+)
 
 from avcache.contract.cache import read_features, read_valid
 from avcache.contract.dataset import write_dataset
@@ -24,75 +36,6 @@ from avcache.extraction import extractors
 from avcache.extraction import stage as run
 from avcache.extraction.reduce import make_reduction
 from avcache.media import MediaError, load_audio, load_frames
-
-
-def colour(s):
-    return (17 * (s % 15), 0, 240 - 16 * (s % 15))
-
-
-def encode(
-    path,
-    seconds=10.0,
-    fps=25,
-    size=(64, 48),
-    sr=16000,
-    channels=1,
-    video=True,
-    audio=True,
-    pts=None,
-    rotation=None,
-    faststart=False,
-):
-    """An MP4 whose frame colour (``colour(s)``) and tone (300 + 100 s Hz) change every second s,
-    with a white stripe on the left of every frame to show its orientation."""
-    opts = {"movflags": "faststart"} if faststart else {}
-    layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
-    with av.open(str(path), "w", format="mp4", options=opts) as out:
-        if video:  # every stream is added before the first packet is written
-            vs = out.add_stream("mpeg4", rate=fps if pts is None else 1000, options={"qscale": "2"})
-            vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
-            if rotation:
-                vs.set_display_rotation(rotation)
-        if audio:
-            aus = out.add_stream("aac", rate=sr, layout=layout)
-        if video:
-            stamps = pts if pts is not None else [k / fps for k in range(int(seconds * fps))]
-            for t in stamps:
-                img = np.zeros((size[1], size[0], 3), np.uint8)
-                img[:] = colour(int(t))
-                img[:, : size[0] // 4] = 255
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
-                out.mux(vs.encode(frame))
-            out.mux(vs.encode(None))
-        if audio:
-            t = np.arange(int(seconds * sr)) / sr
-            x = 0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
-            planes = np.stack([x * (c + 1) / channels for c in range(channels)]).astype(np.float32)
-            for k in range(0, planes.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(planes[:, k : k + 1024]), format="fltp", layout=layout
-                )
-                frame.sample_rate, frame.pts, frame.time_base = sr, k, Fraction(1, sr)
-                out.mux(aus.encode(frame))
-            out.mux(aus.encode(None))
-    return path
-
-
-def remux(src, dst, fmt=None, streams=("video", "audio")):
-    """The same packets in another container."""
-    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt) as o:
-        pairs = {s.index: o.add_stream_from_template(s) for s in i.streams if s.type in streams}
-        for packet in i.demux():
-            if packet.stream.index in pairs and packet.dts is not None:
-                packet.stream = pairs[packet.stream.index]
-                o.mux(packet)
-    return dst
-
-
-def dominant_hz(x, sr=16000):
-    return np.fft.rfftfreq(len(x), 1 / sr)[np.abs(np.fft.rfft(x)).argmax()]
-
 
 # --- every bad input: handled and recorded, or failed with the file and the problem named ----
 
@@ -190,24 +133,7 @@ def test_rotated_videos_are_turned_upright(tmp_path, rotation):
 # --- a stage over a mixed folder: failures recorded, good videos cached as they would be alone ---
 
 
-def make_dataset(root, good_dir, bad):
-    """AVE-format folder: 6 good demo videos plus the given bad files, all in the train split."""
-    ann = (good_dir / "Annotations.txt").read_text().splitlines()[:6]
-    ids = [line.split("&")[1] for line in ann] + list(bad)
-    (root / "AVE").mkdir(parents=True)
-    for vid in ids[:6]:
-        shutil.copy(good_dir / "AVE" / f"{vid}.mp4", root / "AVE" / f"{vid}.mp4")
-    for vid, make in bad.items():
-        make(root / "AVE" / f"{vid}.mp4")
-    cls = ann[0].split("&")[0]
-    lines = ann + [f"{cls}&{vid}&good&0&10" for vid in bad]
-    (root / "Annotations.txt").write_text("\n".join(lines) + "\n")
-    (root / "trainSet.txt").write_text("\n".join(lines) + "\n")
-    (root / "valSet.txt").write_text("")
-    (root / "testSet.txt").write_text("")
-    return load_ave(root, videos=str(root / "AVE"))
-
-
+@pytest.mark.slow
 def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     good_dir, _ = tiny_demo
     bad = {
@@ -249,6 +175,7 @@ def test_mixed_folder_good_videos_cached_exactly_as_alone(tiny_demo, tmp_path):
     assert abs(padded - 8) < 0.1
 
 
+@pytest.mark.slow
 def test_stop_policy_then_fixing_the_video_lets_the_rerun_finish(tiny_demo, tmp_path):
     good_dir, _ = tiny_demo
     ds = make_dataset(tmp_path / "d", good_dir, {"later": lambda p: p.write_bytes(b"")})
@@ -261,6 +188,7 @@ def test_stop_policy_then_fixing_the_video_lets_the_rerun_finish(tiny_demo, tmp_
     assert read_valid(out, ds)[0].all() and np.array_equal(feats[6], feats[0])
 
 
+@pytest.mark.slow
 def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
     good_dir, _ = tiny_demo
     ds = make_dataset(tmp_path / "d", good_dir, {})
@@ -280,6 +208,7 @@ def test_a_video_replaced_after_a_crash_is_extracted_again(tiny_demo, tmp_path):
     assert np.array_equal(again[0], first[1]) and not np.array_equal(again[0], first[0])
 
 
+@pytest.mark.slow
 def test_an_error_that_is_not_the_files_fault_names_the_video_and_keeps_the_others(tiny_demo, tmp_path, monkeypatch):
     good_dir, _ = tiny_demo
     ds = make_dataset(tmp_path / "d", good_dir, {})
@@ -369,6 +298,8 @@ def rows_done(root):
     return len(list((root / "features" / "audio").glob(".musicnn.work-*/rows/*.npz")))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, reference_cache, tmp_path):
     root = project(tmp_path / "p", Path(demo20.source))
     p = stage(root, *EXTRACT)
@@ -402,6 +333,8 @@ def test_kill_9_mid_extraction_then_resume_gives_the_same_cache(demo20, referenc
     assert not list((root / "features/audio").glob(".musicnn.work-*"))  # removed once published
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_cache, tmp_path):
     root = project(tmp_path / "p", Path(demo20.source))
     p = stage(root, *EXTRACT, limit_bytes=60_000)  # rows fit, the cache does not
@@ -417,9 +350,10 @@ def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_ca
     assert (root / "features/audio/musicnn.h5").read_bytes() == (reference_cache / "musicnn.h5").read_bytes()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     import torch
-    from test_train import PARAMS, STAGE_ARGS, make_project
 
     params = PARAMS.replace("epochs: 15", "epochs: 60").replace("seeds: [0, 1]", "seeds: [0]")
     ref, crash = tmp_path / "ref", tmp_path / "crash"
@@ -458,8 +392,8 @@ def test_kill_9_mid_training_resumes_to_the_same_models(tmp_path):
     assert not list(crash.glob(".models.work/*"))
 
 
+@pytest.mark.slow
 def test_corrupt_training_state_restarts_the_seed_cleanly(tmp_path, monkeypatch):
-    from test_train import AUDIO, DATASET, SMALL, VISUAL, make_project
 
     from avcache.localization import train
 

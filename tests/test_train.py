@@ -3,44 +3,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import AUDIO, DATASET, PARAMS, SMALL, STAGE_ARGS, VISUAL, make_project
 
-from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import AveDataset, write_dataset
 from avcache.localization import evaluate, train
 from avcache.localization.models import load_checkpoint, predict
-
-DATASET, AUDIO, VISUAL = "features/dataset.h5", "features/audio/fa.h5", "features/visual/fv.h5"
-SMALL = {"hidden_dim": 16, "hidden_size": 32}
-
-
-P_CUE = 0.8  # 38% background: at 62% the reference loss collapses onto "all background"
-
-
-def make_project(root, n=60, seed=0):
-    """A small dataset + caches whose labels need both modalities (event = audio cue AND visual cue)."""
-    rng = np.random.default_rng(seed)
-    cls = rng.integers(0, 2, n)
-    heard = rng.random((n, 10)) < P_CUE
-    seen = rng.random((n, 10)) < P_CUE
-    audio = rng.normal(0, 0.3, (n, 10, 8)).astype(np.float32)
-    visual = rng.normal(0, 0.3, (n, 10, 2, 2, 6)).astype(np.float32)
-    for i in range(n):
-        audio[i, heard[i], cls[i]] += 2
-        visual[i, seen[i], rng.integers(0, 2), rng.integers(0, 2), cls[i]] += 3
-    event = heard & seen
-    labels = np.zeros((n, 10, 3), np.uint8)
-    labels[..., 2] = ~event
-    labels[np.arange(n)[:, None], np.arange(10), np.where(event, cls[:, None], 2)] = 1
-    split = np.array([0] * (n - 20) + [1] * 10 + [2] * 10, np.int8)
-    ds = AveDataset([f"v{i}" for i in range(n)], ["a", "b"], labels, split, source="synthetic")
-    write_dataset(ds, root / DATASET)
-    for path, name, x in ((AUDIO, "fa", audio), (VISUAL, "fv", visual)):
-        with CacheWriter(
-            root / path, ds.video_ids, x.shape[1:], {"extractor": name, "name": name, "code_sha256": "x"}
-        ) as w:
-            for i, row in enumerate(x):
-                w.write(i, row)
-    return ds
 
 
 @pytest.fixture
@@ -58,6 +24,7 @@ class Log:
         self.rows.append((self.step, name, value))
 
 
+@pytest.mark.slow
 def test_training_reduces_loss_is_deterministic_and_selects_on_val(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     recipe = train.Recipe(epochs=15, batch_size=8, seeds=[0])
@@ -84,6 +51,7 @@ def test_training_reduces_loss_is_deterministic_and_selects_on_val(project):
     assert other["seed"] == 1
 
 
+@pytest.mark.slow
 def test_grid_less_visual_cache_trains(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     data.visual = data.visual.mean(2, keepdim=True)  # [N, 10, 1, C]: a 10 x d visual cache
@@ -93,13 +61,7 @@ def test_grid_less_visual_cache_trains(project):
     assert model.nb_block == 2 and model(data.audio[:2], data.visual[:2]).shape == (2, 10, 3)
 
 
-PARAMS = (
-    "audio: fa\nvisual: fv\nmodel: av_att\nmodels: {av_att: {hidden_dim: 16, hidden_size: 32}}\n"
-    "train: {epochs: 15, batch_size: 8, seeds: [0, 1]}\n"
-)
-STAGE_ARGS = ["--dataset", DATASET, "--audio", AUDIO, "--visual", VISUAL, "--models", "models"]
-
-
+@pytest.mark.slow
 def test_train_and_evaluate_stages(project):
     (project / "params.yaml").write_text(PARAMS)
     train.main(STAGE_ARGS + ["--live", "dvclive"])
@@ -175,6 +137,7 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a if k != "val/acc")
 
 
+@pytest.mark.slow
 def test_patience_stops_a_prefix_of_the_full_run_and_keeps_its_best(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     full, s_full, states = _run(data, train.Recipe(epochs=15, batch_size=8, seeds=[0]))
@@ -195,6 +158,7 @@ def test_patience_stops_a_prefix_of_the_full_run_and_keeps_its_best(project):
     assert s_full["stop_epoch"] == 14 and s_full["best_epoch"] >= best
 
 
+@pytest.mark.slow
 def test_resume_restores_the_patience_count(project, tmp_path):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     recipe = train.Recipe(epochs=15, batch_size=8, patience=2)
@@ -210,6 +174,7 @@ def test_resume_restores_the_patience_count(project, tmp_path):
     assert s3 == s and not seen and _same(third.state_dict(), model.state_dict())
 
 
+@pytest.mark.slow
 def test_a_seed_stopped_before_it_ever_improved_is_flagged(project, caplog):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     _, s, _ = _run(data, train.Recipe(epochs=15, batch_size=8, lr=1e-12, patience=3))  # too small to move
@@ -221,6 +186,7 @@ def test_a_seed_stopped_before_it_ever_improved_is_flagged(project, caplog):
     assert "without ever beating" not in caplog.text
 
 
+@pytest.mark.slow
 def test_cross_entropy_loss_learns_from_logits(project):
     logits, labels = torch.randn(2, 10, 3), torch.eye(3)[torch.randint(0, 3, (2, 10))]
     by_hand = -(labels * logits.log_softmax(-1)).sum(-1).mean()
@@ -237,6 +203,7 @@ def test_cross_entropy_loss_learns_from_logits(project):
     assert loss[-1] < 0.5 * loss[0] and summary["val_acc"] > 0.7
 
 
+@pytest.mark.slow
 def test_bf16_training_keeps_fp32_weights_and_learns(project):
     data = train.load_data(DATASET, AUDIO, VISUAL)
     log = Log()
