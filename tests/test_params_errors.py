@@ -1,0 +1,170 @@
+"""params.yaml mistakes stop a stage with one line naming the key, before any work (no traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avcache.contract import params as P
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_params(tmp_path: Path, **changes) -> Path:
+    """The project's params.yaml in ``tmp_path`` with top-level ``changes`` (None removes a key)."""
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def stage_exit(main, argv, tmp_path, monkeypatch) -> str:
+    """Run a stage's main in ``tmp_path``; the one-line message it exits with."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    msg = str(e.value.code)
+    assert "\n" not in msg
+    return msg
+
+
+STAGE_ARGS = {
+    "avcache.datasets.stage": ["--out", "ds.h5"],
+    "avcache.datasets.demo": [],
+    "avcache.extraction.stage": ["audio", "musicnn", "--dataset", "ds.h5", "--out", "a.h5"],
+    "avcache.localization.train": ["--dataset", "ds.h5", "--audio", "a.h5", "--visual", "v.h5", "--models", "m"],
+    "avcache.localization.evaluate": [
+        "--dataset",
+        "ds.h5",
+        "--audio",
+        "a.h5",
+        "--visual",
+        "v.h5",
+        "--models",
+        "m",
+        "--results",
+        "r",
+    ],  # fmt: skip
+    "avcache.localization.attention": [
+        "--dataset",
+        "ds.h5",
+        "--audio",
+        "a.h5",
+        "--visual",
+        "v.h5",
+        "--models",
+        "m",
+        "--out",
+        "o",
+    ],  # fmt: skip
+}
+
+
+def test_project_params_load():
+    assert set(P.load(ROOT / "params.yaml")) <= set(P.TOP_LEVEL)
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    path = project_params(tmp_path, modle="dmrn")
+    with pytest.raises(P.ParamsError, match=r"unknown top-level key\(s\) \['modle'\]; accepted: audio, visual, model"):
+        P.load(path)
+
+
+@pytest.mark.parametrize("module", sorted(STAGE_ARGS))
+def test_every_stage_refuses_unknown_top_level_key(module, tmp_path, monkeypatch):
+    import importlib
+
+    project_params(tmp_path, modle="dmrn")
+    msg = stage_exit(importlib.import_module(module).main, STAGE_ARGS[module], tmp_path, monkeypatch)
+    assert "modle" in msg and "accepted" in msg
+    assert not (tmp_path / "ds.h5").exists() and not (tmp_path / "m").exists()
+
+
+def test_params_not_a_mapping(tmp_path):
+    (tmp_path / "params.yaml").write_text("- a\n- b\n")
+    with pytest.raises(P.ParamsError, match="must be a mapping of sections"):
+        P.load(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("module", "key", "value"),
+    [
+        ("avcache.datasets.stage", "dataset", 5),
+        ("avcache.localization.train", "train", 7),
+        ("avcache.localization.attention", "attention", "x"),
+        ("avcache.extraction.stage", "extract", [1]),
+        ("avcache.datasets.demo", "demo", 3),
+    ],
+)
+def test_section_not_a_mapping_is_one_line(module, key, value, tmp_path, monkeypatch):
+    import importlib
+
+    project_params(tmp_path, **{key: value})
+    msg = stage_exit(importlib.import_module(module).main, STAGE_ARGS[module], tmp_path, monkeypatch)
+    assert f"params.yaml: {key} must be a mapping" in msg
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "value"),
+    [("av_att", "hidden_size", -1), ("av_att", "hidden_dim", -5), ("dmrn", "hidden_dim", 0), ("dmrn_gru", "blocks", 0)],
+)
+def test_model_sizes_must_be_positive(model, key, value):
+    from avcache.localization.models import check_options
+
+    with pytest.raises(P.ParamsError, match=rf"models\.{model}\.{key} must be a positive integer, got {value}"):
+        check_options(model, {key: value})
+
+
+def test_train_stage_names_the_model_size(tmp_path, monkeypatch):
+    from avcache.localization import train
+
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    project_params(tmp_path, models={**cfg["models"], "av_att": {**cfg["models"]["av_att"], "hidden_dim": -5}})
+    msg = stage_exit(train.main, STAGE_ARGS["avcache.localization.train"], tmp_path, monkeypatch)
+    assert "models.av_att.hidden_dim" in msg and "hidden_size" not in msg
+
+
+def test_attention_videos_not_negative():
+    with pytest.raises(P.ParamsError, match=r"attention\.videos must be 0 \(no maps\) or more, got -1"):
+        P.from_params(P.AttentionParams, {"videos": -1}, "attention")
+    assert P.from_params(P.AttentionParams, {"videos": 0}, "attention").videos == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("demo", "videos"), ("demo", "fps"), ("clip_demo", "clips"), ("clip_demo", "folds"), ("clip_demo", "per_source")],
+)
+def test_demo_counts_at_least_one(section, key, tmp_path, monkeypatch):
+    from avcache.datasets import demo
+
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    project_params(tmp_path, **{section: {**cfg[section], key: -3}})
+    argv = [] if section == "demo" else ["clips"]
+    msg = stage_exit(demo.main, argv, tmp_path, monkeypatch)
+    assert f"{section}.{key} must be at least 1, got -3" in msg
+    assert not (tmp_path / cfg[section]["out"]).exists()
+
+
+@pytest.mark.subprocess
+def test_typo_subprocess_one_line(tmp_path):
+    project_params(tmp_path, modle="dmrn")
+    r = subprocess.run(
+        [sys.executable, "-m", "avcache", "dataset", "--out", "ds.h5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "modle" in r.stderr
+    assert not (tmp_path / "ds.h5").exists()
