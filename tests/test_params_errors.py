@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +170,52 @@ def test_typo_subprocess_one_line(tmp_path):
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and "modle" in r.stderr
     assert not (tmp_path / "ds.h5").exists()
+
+
+def run_avcache(args, cwd, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "avcache", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]},
+        timeout=timeout,
+    )
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("modality", ["audio", "visual"])
+def test_lineage_stage_refuses_unknown_extractor(modality, tmp_path):
+    project_params(tmp_path, **{modality: "nosuch"})
+    r = run_avcache(["lineage", "lineage"], tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"{modality}: unknown extractor 'nosuch'; registered: " in r.stderr and "musicnn" in r.stderr
+    assert not (tmp_path / "lineage").exists()
+
+
+def test_dvc_yaml_lineage_depends_on_the_selection():
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["lineage"]
+    assert {"audio", "visual"} <= set(stage.get("params", []))
+
+
+@pytest.mark.dvc
+@pytest.mark.subprocess
+@pytest.mark.skipif(shutil.which("dvc", path=str(Path(sys.executable).parent)) is None, reason="no dvc")
+def test_dvc_exp_typo_in_extractor_fails_in_lineage(tmp_path):
+    """`-S audio=nosuch` after a good run: lineage reruns (its params changed) and names the extractor."""
+    shutil.copytree(ROOT / "avcache", tmp_path / "avcache", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    project_params(tmp_path)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def sh(*args):
+        return subprocess.run([dvc, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+
+    assert sh("init", "--no-scm", "-q").returncode == 0
+    assert sh("repro", "lineage").returncode == 0
+    project_params(tmp_path, audio="nosuch")
+    r = sh("repro", "extract_audio")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "unknown extractor 'nosuch'; registered: " in out and "Traceback" not in out
