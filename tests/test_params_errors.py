@@ -219,3 +219,32 @@ def test_dvc_exp_typo_in_extractor_fails_in_lineage(tmp_path):
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "unknown extractor 'nosuch'; registered: " in out and "Traceback" not in out
+
+
+ANN = b"Category&VideoID&Quality&StartSecond&EndSecond\nChurch bell&aaa&good&0&10\n"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("fmt", "name", "content", "line", "what"),
+    [
+        ("ave", "Annotations.txt", ANN + b"Church bell&b\xe9b&good&0&10\n", 3, "not UTF-8 text (byte 0xe9)"),
+        ("ave", "Annotations.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8", 1, "not UTF-8 text (byte 0x89)"),
+        ("ave", "Annotations.txt", ANN + b"Church bell&b\x00b&good&0&10\n", 3, "a NUL byte"),
+        ("ave", "trainSet.txt", ANN.replace(b"aaa", b"a\x00a"), 2, "a NUL byte"),
+        ("csv", "clips.csv", b"path,label\nclips/a.mp4,dog\nclips/\xff.mp4,cat\n", 3, "not UTF-8 text (byte 0xff)"),
+        ("csv", "clips.csv", b"path,label\nclips/a\x00.mp4,dog\n", 2, "a NUL byte"),
+    ],
+)
+def test_unreadable_metadata_is_one_line(fmt, name, content, line, what, tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    if fmt == "ave":
+        for f in ("Annotations.txt", "trainSet.txt", "valSet.txt", "testSet.txt"):
+            (root / f).write_bytes(ANN)
+    (root / name).write_bytes(content)
+    project_params(tmp_path, dataset={"format": fmt, "root": "ds", "videos": "ds", "max_seconds": 10})
+    r = run_avcache(["dataset", "--out", "ds.h5"], tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"{name}:{line}: {what}" in r.stderr, r.stderr
+    assert not (tmp_path / "ds.h5").exists()

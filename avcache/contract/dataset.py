@@ -38,6 +38,21 @@ class DatasetError(ValueError):
     """A dataset file is malformed, inconsistent or missing; the message names file and line."""
 
 
+def read_metadata_text(path: Path) -> str:
+    """A metadata file's text (UTF-8, a BOM dropped), or a ``DatasetError`` naming its file and line
+    when it is not UTF-8 (binary, Latin-1) or holds a NUL byte (no id or path may contain one)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise DatasetError(f"{path}:{text.count(chr(10), 0, nul) + 1}: a NUL byte; ids and paths cannot contain one")
+    return text
+
+
 def order_hash(video_ids) -> str:
     return hashlib.sha256("\n".join(video_ids).encode()).hexdigest()
 
