@@ -248,3 +248,20 @@ def test_unreadable_metadata_is_one_line(fmt, name, content, line, what, tmp_pat
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert f"{name}:{line}: {what}" in r.stderr, r.stderr
     assert not (tmp_path / "ds.h5").exists()
+
+
+def test_counts_in_messages_agree():
+    from avcache.contract.io import counted
+
+    assert [counted(n, "video") for n in (0, 1, 2)] == ["0 videos", "1 video", "2 videos"]
+    assert counted(1, "class", "classes") == "1 class" and counted(3, "entry", "entries") == "3 entries"
+
+
+def test_one_unwritten_row_is_singular(tmp_path):
+    import numpy as np
+
+    from avcache.contract.cache import CacheError, CacheWriter
+
+    with pytest.raises(CacheError, match=r"c\.h5: 1 row never written"):
+        with CacheWriter(tmp_path / "c.h5", ["v1", "v2"], (10, 4), {}) as w:
+            w.write(0, np.ones((10, 4)))

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from avcache.contract import h5
-from avcache.contract.io import atomic_path
+from avcache.contract.io import atomic_path, counted
 
 SEGMENTS = 10  # AVE's one-second segments per video; the longest clip a cache holds by default
 SPLITS = ("train", "val", "test")
@@ -154,13 +154,14 @@ class AveDataset(Dataset):
     def summary(self) -> list[str]:
         counts = {s: len(self.indices(s)) for s in SPLITS}
         lines = [
-            f"{len(self.video_ids)} entries ({len(set(self.video_ids))} videos), "
-            f"{len(self.class_names)} classes + background, splits {counts}"
+            f"{counted(len(self.video_ids), 'entry', 'entries')} ({counted(len(set(self.video_ids)), 'video')}), "
+            f"{counted(len(self.class_names), 'class', 'classes')} + background, splits {counts}"
         ]
         shared = self.shared_across_splits()
         if shared:
             lines.append(
-                f"note: {len(shared)} videos have entries in more than one split "
+                f"note: {counted(len(shared), 'video')} {'has' if len(shared) == 1 else 'have'} entries in more "
+                "than one split "
                 f"(as distributed), e.g. {', '.join(shared[:3])}"
             )
         return lines
@@ -206,7 +207,8 @@ class ClipDataset(Dataset):
 
     def summary(self) -> list[str]:
         return [
-            f"{len(self.video_ids)} clips, {len(self.class_names)} classes, folds {self.test_folds}, "
+            f"{counted(len(self.video_ids), 'clip')}, {counted(len(self.class_names), 'class', 'classes')}, "
+            f"folds {self.test_folds}, "
             f"{len(set(self.groups))} sources, 1-{self.max_seconds} s"
         ]
 

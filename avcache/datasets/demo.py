@@ -22,6 +22,7 @@ import numpy as np
 
 from avcache.contract import params as P
 from avcache.contract.dataset import SEGMENTS
+from avcache.contract.io import counted
 from avcache.datasets.ave import SPLIT_FILES
 
 # name, shape, RGB colour, sound
@@ -357,7 +358,7 @@ def main(argv=None) -> None:
         clips = make(**cfg)
     except (P.ParamsError, ValueError) as e:
         raise SystemExit(f"{section}: {e}") from None
-    print(f"{section}: {len(clips)} videos in {cfg['out']}")
+    print(f"{section}: {counted(len(clips), 'video')} in {cfg['out']}")
 
 
 if __name__ == "__main__":
