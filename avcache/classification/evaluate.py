@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from avcache.contract.dataset import DatasetError, read_dataset
-from avcache.contract.io import atomic_write_text
+from avcache.contract.io import atomic_write_text, counted
 from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
 from avcache.plots import confusion_png, curves_png
 
@@ -106,7 +106,8 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
     if live_dir is not None and live_dir.is_dir():
         curves_png(live_dir, results / "curves.png", what)
     t = metrics["test"]
-    print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {len(test_folds)} folds x {len(seeds)} seeds")
+    runs = f"{counted(len(test_folds), 'fold')} x {counted(len(seeds), 'seed')}"
+    print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {runs}")
     return metrics
 
 
