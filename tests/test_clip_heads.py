@@ -266,6 +266,7 @@ def test_fold_zero_and_missing_groups_are_warned(tmp_path, caplog):
     assert not [r for r in caplog.records if "fold 0" in r.message]
 
 
+@pytest.mark.slow
 def test_linear_curves_png_shows_the_c_search(tmp_path):
     ds = clip_project(tmp_path)
     train("linear", {"inputs": "both"}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "m", progress=False)
