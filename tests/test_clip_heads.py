@@ -264,6 +264,11 @@ def test_fold_zero_and_missing_groups_are_warned(tmp_path, caplog):
         clips.plan_folds(ds)
     assert len([r for r in caplog.records if "cannot be checked" in r.message]) == 1
     assert not [r for r in caplog.records if "fold 0" in r.message]
+    caplog.clear()
+    ds.folds = (ds.folds == 1).astype(ds.folds.dtype)  # DCASE 2021: fold 0 trains, fold 1 is evaluated
+    with caplog.at_level("WARNING"):
+        assert [p.test_fold for p in clips.plan_folds(ds)] == [1]
+    assert not [r for r in caplog.records if "fold 0" in r.message]
 
 
 @pytest.mark.slow

@@ -55,11 +55,11 @@ def plan_folds(ds: ClipDataset, usable: np.ndarray | None = None) -> list[Fold]:
     if not tests:
         raise ParamsError("the dataset has no test fold: clip heads need a dataset with folds")
     train_only = int(((folds == 0) & usable).sum())
-    if train_only:
+    if train_only and len(tests) > 1:  # one test fold (DCASE's train / evaluate): fold 0 is its training set
         log.warning(
-            "%d clip(s) are in fold 0, which is train-only: they are never tested%s",
+            "%d clip(s) are in fold 0, which is train-only: they are never tested "
+            "(folds are numbered from 1; a 0-based numbering loses its first fold)",
             train_only,
-            " (folds are numbered from 1; a 0-based numbering loses its first fold)" if len(tests) > 1 else "",
         )
     if all(g == p for g, p in zip(ds.groups, ds.paths)):
         log.warning(
