@@ -129,6 +129,26 @@ def write_all(out_dir: Path) -> list[Path]:
     return written
 
 
+def check_selection(path: Path = Path("params.yaml")) -> None:
+    """params.yaml's ``audio`` and ``visual`` name registered extractors (when the file is here).
+
+    The ``lineage`` stage runs before every extraction stage and depends on these two params, so
+    ``-S audio=<typo>`` stops here with the registered names, not at DVC's check of the extraction
+    stage's dependencies (a missing ``lineage/extract/<typo>.json``)."""
+    from avcache.contract import params as P
+    from avcache.extraction.extractors import REGISTRY
+
+    if not path.is_file():
+        return
+    cfg = P.load(path)
+    for modality in ("audio", "visual"):
+        name = cfg.get(modality)
+        if name not in REGISTRY:
+            raise P.ParamsError(
+                f"{path}: {modality}: unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}"
+            )
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", default="lineage", help="folder for <stage>.json")
@@ -138,6 +158,12 @@ def main(argv=None) -> None:
     if a.show:
         print("\n".join(closure(*stages()[a.show])))
         return
+    from avcache.contract.params import ParamsError
+
+    try:
+        check_selection()
+    except ParamsError as e:
+        raise SystemExit(f"lineage: {e}") from None
     print(f"lineage: {len(write_all(Path(a.out)))} stages -> {a.out}/")
 
 

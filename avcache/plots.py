@@ -62,3 +62,33 @@ def curves_png(live_dir: Path, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def c_curves_png(runs: list[dict], path: Path, title: str, score: str) -> int:
+    """The linear probe's validation score per C (log axis), one line per fold and seed; the
+    marker: the C chosen (refitted on training + validation clips). Returns the curves drawn."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    drawn = 0
+    for r in runs:
+        pts = [(float(c), v) for c, v in r.get("val_score_by_c", {}).items() if v is not None]
+        if not pts:
+            continue
+        (line,) = ax.plot(*zip(*pts), "-o", ms=3, label=f"fold{r['test_fold']}/seed{r['seed']}")
+        drawn += 1
+        chosen = [v for c, v in pts if c == r["c"]]
+        if chosen:
+            ax.plot([r["c"]], chosen, "*", ms=10, color=line.get_color())
+    ax.set(
+        xscale="log",
+        xlabel="C (inverse regularisation)",
+        ylabel=f"validation {score}",
+        title="linear probe: validation score per C (star: chosen)",
+    )
+    if ax.lines:
+        ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn

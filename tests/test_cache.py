@@ -45,7 +45,7 @@ def test_failed_write_leaves_nothing_at_the_output_path(tmp_path):
             w.write(0, np.ones((10, 4)))
             raise RuntimeError("boom")
     assert not path.exists() and not list(tmp_path.iterdir())
-    with pytest.raises(CacheError, match="1 rows never written"):
+    with pytest.raises(CacheError, match="1 row never written"):
         with CacheWriter(path, ["v1", "v2"], (10, 4), {}) as w:
             w.write(0, np.ones((10, 4)))
     assert not path.exists()

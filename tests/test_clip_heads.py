@@ -178,3 +178,109 @@ def test_head_options_are_checked(tmp_path):
         clips.check_options("linear", {"inputs": "video"})
     with pytest.raises(Exception, match=r"model 'av_att' is not a clip head"):
         clips.check_options("av_att", {})
+
+
+def test_linear_chooses_c_on_val_by_score_and_refits_on_train_and_val(tmp_path):
+    ds = clip_project(tmp_path)
+    info = train(
+        "linear", {"inputs": "both"}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "m", progress=False
+    )
+    for r in info["runs"]:
+        scores = {float(c): v for c, v in r["val_score_by_c"].items()}
+        assert sorted(scores) == [0.01, 0.1, 1.0, 10.0]
+        best = max(scores.values())
+        assert r["c"] == min(c for c, v in scores.items() if v == best)  # best on val, ties: smaller C
+        assert r["refit_on"] == r["train"] + r["val"]
+    saved = json.loads((tmp_path / "m/training.json").read_text())
+    assert [r["c"] for r in saved["runs"]] == [r["c"] for r in info["runs"]]
+
+
+def test_linear_refit_learns_a_class_only_the_validation_fold_holds():
+    """Class 2 is only in the validation rows: the search fits cannot predict it, the refit can."""
+    rng = np.random.default_rng(0)
+    cls = np.r_[np.arange(60) % 2, np.full(20, 2)]
+    x = rng.normal(0, 1, (80, 2, 4)).astype(np.float32)
+    x[np.arange(80), :, cls] += 3
+    y = np.eye(3, dtype=np.uint8)[cls]
+    mask = np.ones((80, 2), bool)
+    train_rows, val_rows = np.arange(50), np.r_[50:60, 60:80]
+    head = clips.Linear().fit(
+        x[train_rows], mask[train_rows], y[train_rows], (x[val_rows], mask[val_rows], y[val_rows]), 0, False, print
+    )
+    assert head.n_fit == 80 and head.chosen_c in clips.C_GRID
+    test = rng.normal(0, 1, (10, 2, 4)).astype(np.float32)
+    test[:, :, 2] += 3
+    assert (head.predict(test, np.ones((10, 2), bool)).argmax(1) == 2).mean() > 0.8
+
+
+def test_linear_c_options_are_checked_and_a_fixed_c_skips_the_search(tmp_path):
+    ds = clip_project(tmp_path)
+    info = train(
+        "linear",
+        clips.check_options("linear", {"c": 0.5}),
+        [0],
+        ds,
+        tmp_path / "a.h5",
+        tmp_path / "v.h5",
+        tmp_path / "m",
+        progress=False,
+    )
+    assert {r["c"] for r in info["runs"]} == {0.5} and all(not r["val_score_by_c"] for r in info["runs"])
+    with pytest.raises(Exception, match="C must be > 0"):
+        clips.Linear(c_grid=[0.1, 0])
+
+
+def test_neural_batch_is_capped_for_small_sets_and_patience_counts_epochs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (240, 2, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.uint8)[np.arange(240) % 2]
+    mask = np.ones((240, 2), bool)
+    val = (x[:40], mask[:40], y[:40])  # noise: val loss stops improving early
+    head = clips.MLP(hidden=8, patience=3, max_epochs=50).fit(x, mask, y, val, 0, False, lambda e, v: None)
+    assert head.batch == 30 and head.steps == 8 * head.epochs  # 240 / 8, not one batch of 256
+    assert head.epochs == head.best_epoch + 1 + 3  # stopped after 3 epochs without a better val loss
+    assert clips.MLP(batch_size=1000).fit(x, mask, y, val, 0, False, lambda e, v: None).batch == 240
+    clips.check_options("mlp", {"batch_size": 32, "patience": 5})
+    with pytest.raises(Exception, match="batch_size"):
+        clips.check_options("mlp", {"batch_size": "big"})
+
+
+def test_fold_zero_and_missing_groups_are_warned(tmp_path, caplog):
+    ds = clip_project(tmp_path)
+    ds.folds = ds.folds - 1  # numbered 0-4
+    with caplog.at_level("WARNING"):
+        plans = clips.plan_folds(ds)
+    assert [p.test_fold for p in plans] == [1, 2, 3, 4]
+    n0 = int((ds.folds == 0).sum())
+    assert [r.message for r in caplog.records if "fold 0" in r.message] == [
+        f"{n0} clip(s) are in fold 0, which is train-only: they are never tested "
+        "(folds are numbered from 1; a 0-based numbering loses its first fold)"
+    ]
+    assert not [r for r in caplog.records if "group" in r.message]
+    caplog.clear()
+    ds.folds = ds.folds + 1
+    ds.groups = list(ds.paths)  # a CSV without a group column
+    with caplog.at_level("WARNING"):
+        clips.plan_folds(ds)
+    assert len([r for r in caplog.records if "cannot be checked" in r.message]) == 1
+    assert not [r for r in caplog.records if "fold 0" in r.message]
+    caplog.clear()
+    ds.folds = (ds.folds == 1).astype(ds.folds.dtype)  # DCASE 2021: fold 0 trains, fold 1 is evaluated
+    with caplog.at_level("WARNING"):
+        assert [p.test_fold for p in clips.plan_folds(ds)] == [1]
+    assert not [r for r in caplog.records if "fold 0" in r.message]
+
+
+@pytest.mark.slow
+def test_linear_curves_png_shows_the_c_search(tmp_path):
+    ds = clip_project(tmp_path)
+    train("linear", {"inputs": "both"}, [0], ds, tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "m", progress=False)
+    evaluate(tmp_path / "dataset.h5", tmp_path / "m", tmp_path / "r")
+    from matplotlib.image import imread
+
+    from avcache.plots import c_curves_png
+
+    img = imread(tmp_path / "r/curves.png")
+    assert img.shape[0] > 100 and img[..., :3].std() > 0.05  # drawn, not blank
+    runs = json.loads((tmp_path / "m/training.json").read_text())["runs"]
+    assert c_curves_png(runs, tmp_path / "c.png", "t", "acc") == 5  # a curve per fold

@@ -88,7 +88,7 @@ def test_dvc_yaml_code_deps_are_the_lineage_files(tmp_path, audio, visual):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(audio=audio, visual=visual)
     deps = resolved_stages(tmp_path, params)
-    assert deps["lineage"] == list(lineage.PACKAGES)
+    assert deps["lineage"] == [*lineage.PACKAGES, "params.yaml"]  # params: audio, visual (checked there)
     expect = {
         "demo": "demo",
         "clip_demo": "demo",

@@ -180,7 +180,7 @@ def test_stop_policy_then_fixing_the_video_lets_the_rerun_finish(tiny_demo, tmp_
     good_dir, _ = tiny_demo
     ds = make_dataset(tmp_path / "d", good_dir, {"later": lambda p: p.write_bytes(b"")})
     opts = {"reduction": {"method": "none"}}
-    with pytest.raises(run.StageError, match="1 videos failed"):
+    with pytest.raises(run.StageError, match="1 video failed"):
         run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="stop")
     shutil.copy(good_dir / "AVE" / f"{ds.video_ids[0]}.mp4", tmp_path / "d" / "AVE" / "later.mp4")
     out = run.run("audio", "musicnn", opts, ds, ds.videos, tmp_path / "m.h5", progress=False, on_failure="stop")

@@ -6,8 +6,9 @@ folds and seeds (accuracy, macro F1, macro one-vs-rest ROC AUC; mAP for multi-la
     # on a clip dataset (the dataset file's kind picks this task)
 
 Writes ``results/metrics.json``, ``results/per_class.json`` and ``.md``, ``results/confusion.csv``
-and ``.png`` (every clip in its own test fold, the seed best on validation) and, with ``--live``,
-``results/curves.png``.
+and ``.png`` (every clip in its own test fold, the seed best on validation) and ``results/curves.png``:
+with ``--live``, the validation loss per epoch of the neural heads; for ``linear``, its validation
+score per C of the grid (from ``training.json``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from avcache.contract.dataset import DatasetError, read_dataset
-from avcache.contract.io import atomic_write_text
+from avcache.contract.io import atomic_write_text, counted
 from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
-from avcache.plots import confusion_png, curves_png
+from avcache.plots import c_curves_png, confusion_png, curves_png
 
 
 def multilabel_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -103,10 +104,13 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
     confusion_png(
         actual, predicted, names, results / "confusion.png", f"{what}: all folds, seed {int(seeds[best])} (best on val)"
     )
-    if live_dir is not None and live_dir.is_dir():
+    if any("val_score_by_c" in r for r in training["runs"]):  # linear: no epochs; the C search
+        c_curves_png(training["runs"], results / "curves.png", what, key)
+    elif live_dir is not None and live_dir.is_dir():
         curves_png(live_dir, results / "curves.png", what)
     t = metrics["test"]
-    print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {len(test_folds)} folds x {len(seeds)} seeds")
+    runs = f"{counted(len(test_folds), 'fold')} x {counted(len(seeds), 'seed')}"
+    print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {runs}")
     return metrics
 
 

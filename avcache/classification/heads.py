@@ -3,9 +3,14 @@
 Heads (``model``, options under ``models.<name>``):
 
 - ``linear``: a linear probe, logistic regression (scikit-learn, lbfgs) on the clip embedding;
+  C is chosen on the validation fold from ``c_grid`` (accuracy; mAP when multi-label), then the
+  probe is refitted with that C on training + validation clips;
 - ``mlp``: HEAR's downstream model: one hidden layer, dropout, Adam, early stopping on the
-  validation fold;
+  validation fold (``patience`` in epochs);
 - ``temporal``: a bidirectional GRU over the clip's valid seconds, mean-pooled.
+
+The neural heads train on the training folds only (validation decides when to stop); their batch
+is capped so that a small training set still gets several optimiser steps per epoch.
 
 The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions).
 Protocol: each official test fold is tested once; validation is the next fold (or, where the
@@ -17,6 +22,7 @@ training clips only. ``avcache.classification.train`` trains every fold with eve
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +35,8 @@ from avcache import runtime
 from avcache.contract.cache import read_features, read_valid
 from avcache.contract.dataset import ClipDataset
 from avcache.contract.params import ParamsError, check_call
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +54,18 @@ def plan_folds(ds: ClipDataset, usable: np.ndarray | None = None) -> list[Fold]:
     tests = ds.test_folds
     if not tests:
         raise ParamsError("the dataset has no test fold: clip heads need a dataset with folds")
+    train_only = int(((folds == 0) & usable).sum())
+    if train_only and len(tests) > 1:  # one test fold (DCASE's train / evaluate): fold 0 is its training set
+        log.warning(
+            "%d clip(s) are in fold 0, which is train-only: they are never tested "
+            "(folds are numbered from 1; a 0-based numbering loses its first fold)",
+            train_only,
+        )
+    if all(g == p for g, p in zip(ds.groups, ds.paths)):
+        log.warning(
+            "no source/group column (each clip is its own group): leakage between clips of one "
+            "source recording across train, val and test cannot be checked"
+        )
     plans = []
     for k, fold in enumerate(tests):
         test = np.flatnonzero((folds == fold) & usable)
@@ -100,42 +120,100 @@ def clip_embedding(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
 
 
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+def val_score(probs: np.ndarray, y: np.ndarray, multi_label: bool) -> float:
+    """Accuracy, or mAP over the classes both present and absent (multi-label)."""
+    if not multi_label:
+        return float((probs.argmax(1) == y.argmax(1)).mean())
+    from sklearn.metrics import average_precision_score
+
+    present = (y.sum(0) > 0) & (y.sum(0) < len(y))
+    if not present.any():
+        return float("nan")
+    return float(average_precision_score(y[:, present], probs[:, present], average="macro"))
+
+
 class Linear:
-    """Logistic regression on the clip embedding (one-vs-rest when the task is multi-label)."""
+    """Logistic regression on the clip embedding (one-vs-rest when the task is multi-label).
+
+    C: ``c`` when given, else the best of ``c_grid`` on the validation clips (ties: the smaller
+    C); the final probe is refitted with it on training + validation clips."""
 
     def __init__(
         self,
-        c: float = 1.0,
+        c: float | None = None,
+        c_grid: list[float] | None = None,
         max_iter: int = 2000,
         inputs: Literal["audio", "visual", "both"] = "audio",
         pca: int | None = None,
     ):
         self.c, self.max_iter = c, max_iter
+        self.c_grid = [float(v) for v in (c_grid or C_GRID)]
+        if any(v <= 0 for v in self.c_grid) or (c is not None and c <= 0):
+            raise ParamsError("models.linear: C must be > 0")
 
-    def fit(self, x, mask, y, val, seed, multi_label, log):
+    def _fit(self, c, e, y, seed):
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 
-        model = LogisticRegression(C=self.c, max_iter=self.max_iter, random_state=seed)
-        self.model = OneVsRestClassifier(model) if multi_label else model
-        self.model.fit(clip_embedding(x, mask), y if multi_label else y.argmax(1))
+        model = LogisticRegression(C=c, max_iter=self.max_iter, random_state=seed)
+        model = OneVsRestClassifier(model) if self.multi_label else model
+        return model.fit(e, y if self.multi_label else y.argmax(1))
+
+    def _proba(self, model, e) -> np.ndarray:
+        proba = model.predict_proba(e)
+        if self.multi_label:
+            return proba.astype(np.float32)
+        out = np.zeros((len(e), self.n_classes), np.float32)  # a class absent from training: 0
+        out[:, model.classes_] = proba
+        return out
+
+    def fit(self, x, mask, y, val, seed, multi_label, log):
+        import warnings
+
         self.n_classes, self.multi_label, self.best_epoch = y.shape[1], multi_label, 0
+        e, (vx, vm, vy) = clip_embedding(x, mask), val
+        ve = clip_embedding(vx, vm)
+        self.c_scores = {}
+        if self.c is not None or not len(ve):
+            self.chosen_c = self.c if self.c is not None else 1.0
+        else:
+            for c in self.c_grid:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a label column constant in training (one-vs-rest)
+                    score = val_score(self._proba(self._fit(c, e, y, seed), ve), vy, multi_label)
+                self.c_scores[c] = score
+                log(c, score)
+            finite = {c: v for c, v in self.c_scores.items() if np.isfinite(v)}
+            self.chosen_c = max(finite, key=lambda c: (finite[c], -c)) if finite else 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = self._fit(self.chosen_c, np.concatenate([e, ve]), np.concatenate([y, vy]), seed)
+        self.n_fit = len(e) + len(ve)
         return self
 
     def predict(self, x, mask) -> np.ndarray:
-        proba = self.model.predict_proba(clip_embedding(x, mask))
-        if self.multi_label:
-            return proba.astype(np.float32)
-        out = np.zeros((len(x), self.n_classes), np.float32)  # a class absent from training: 0
-        out[:, self.model.classes_] = proba
-        return out
+        return self._proba(self.model, clip_embedding(x, mask))
 
 
 class _Torch:
-    """Shared by the neural heads: Adam, minibatches, early stopping on validation loss."""
+    """Shared by the neural heads: Adam, minibatches, early stopping on validation loss.
+
+    ``patience`` counts epochs without a better validation loss. The batch is ``batch_size``
+    capped at the training set; unset, min(default, max(16, n / 8)), so a small training set
+    gets about 8 optimiser steps per epoch rather than one."""
+
+    default_batch = 64
 
     def __init__(
-        self, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 20, dropout: float = 0.1
+        self,
+        lr: float = 1e-3,
+        batch_size: int | None = None,
+        max_epochs: int = 500,
+        patience: int = 20,
+        dropout: float = 0.1,
     ):
         self.lr, self.batch_size, self.max_epochs, self.patience, self.dropout = (
             lr,
@@ -144,6 +222,8 @@ class _Torch:
             patience,
             dropout,
         )
+        if batch_size is not None and batch_size < 1 or patience < 1 or max_epochs < 1:
+            raise ParamsError("clip head: batch_size, patience and max_epochs must be >= 1")
 
     def fit(self, x, mask, y, val, seed, multi_label, log):
         gen = runtime.deterministic(seed)
@@ -155,12 +235,18 @@ class _Torch:
         xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
         vx, vm, vy = (torch.from_numpy(a) for a in val)
         vtarget = vy.float() if multi_label else vy.argmax(1)
+        n = len(xt)
+        batch = self.batch_size or min(self.default_batch, max(16, n // 8))
+        self.batch = max(1, min(batch, n))
+        self.steps, self.epochs = 0, 0
         best, best_state, self.best_epoch, waited = float("inf"), None, -1, 0
         for epoch in range(self.max_epochs):
             self.net.train()
-            order = torch.randperm(len(xt), generator=gen)
-            for b in range(0, len(order), self.batch_size):
-                i = order[b : b + self.batch_size]
+            self.epochs = epoch + 1
+            order = torch.randperm(n, generator=gen)
+            for b in range(0, n, self.batch):
+                i = order[b : b + self.batch]
+                self.steps += 1
                 loss = loss_fn(self.net(xt[i], mt[i]), target[i])
                 opt.zero_grad()
                 loss.backward()
@@ -194,7 +280,7 @@ class MLP(_Torch):
         hidden: int = 1024,
         dropout: float = 0.1,
         lr: float = 1e-3,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         max_epochs: int = 500,
         patience: int = 20,
         inputs: Literal["audio", "visual", "both"] = "audio",
@@ -202,6 +288,8 @@ class MLP(_Torch):
     ):
         super().__init__(lr, batch_size, max_epochs, patience, dropout)
         self.hidden = hidden
+
+    default_batch = 256
 
     def build(self, d, c):
         mlp = nn.Sequential(nn.Linear(d, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, c))
@@ -226,7 +314,7 @@ class Temporal(_Torch):
         hidden: int = 128,
         dropout: float = 0.1,
         lr: float = 1e-3,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         max_epochs: int = 200,
         patience: int = 20,
         inputs: Literal["audio", "visual", "both"] = "audio",

@@ -35,8 +35,9 @@ def train(
     live_dir: Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips,
-    predict its test clips. Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
+    """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips
+    (linear: choose C on them, then refit on training + validation clips), predict its test clips.
+    Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
     inputs, pca = options.get("inputs", "audio"), options.get("pca")
     caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
     x, mask, usable = load_inputs(ds, caches)
@@ -68,7 +69,7 @@ def train(
             )
             test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
             val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
-            if live is not None:
+            if live is not None and name != "linear":  # linear: val score per C, in training.json
                 for e, v in curve:
                     live.step = e
                     live.log_metric(f"fold{fold.test_fold}/seed{seed}/val/loss", v)
@@ -80,6 +81,15 @@ def train(
                     "train": len(fold.train),
                     "val": len(fold.val),
                     "test": len(fold.test),
+                    **(
+                        {
+                            "c": head.chosen_c,
+                            "val_score_by_c": {str(c): v if np.isfinite(v) else None for c, v in head.c_scores.items()},
+                            "refit_on": head.n_fit,
+                        }
+                        if name == "linear"
+                        else {"batch_size": head.batch, "epochs": head.epochs, "steps": head.steps}
+                    ),
                 }
             )
             bar.update(1)

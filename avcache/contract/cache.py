@@ -28,7 +28,7 @@ import numpy as np
 
 from avcache.contract import h5
 from avcache.contract.dataset import Dataset, order_hash
-from avcache.contract.io import atomic_path
+from avcache.contract.io import atomic_path, counted
 
 FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction", "code_sha256", "storage")
 
@@ -143,7 +143,7 @@ class CacheWriter:
         try:
             if exc_type is None:
                 if not self.done.all():
-                    raise CacheError(f"{self.path}: {int((~self.done).sum())} rows never written")
+                    raise CacheError(f"{self.path}: {counted(int((~self.done).sum()), 'row')} never written")
                 media = untimed_group(self.f, "media")
                 for k, v in self.media.items():
                     h5.create(media, k, v)
@@ -202,7 +202,7 @@ def read_features(path: str | Path, dataset: Dataset) -> np.ndarray:
     if len(bad):
         first = ", ".join(dataset.video_ids[i] for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
         raise CacheError(
-            f"{path}: non-finite features (NaN or inf) in {len(bad)} rows: {first}; the cache is damaged or "
+            f"{path}: non-finite features (NaN or inf) in {counted(len(bad), 'row')}: {first}; the cache is damaged or "
             "its extractor produced them: re-create it (`dvc repro`) or restore it (`dvc checkout --force`)"
         )
     return x

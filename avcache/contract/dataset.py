@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from avcache.contract import h5
-from avcache.contract.io import atomic_path
+from avcache.contract.io import atomic_path, counted
 
 SEGMENTS = 10  # AVE's one-second segments per video; the longest clip a cache holds by default
 SPLITS = ("train", "val", "test")
@@ -36,6 +36,21 @@ BACKGROUND = "background"
 
 class DatasetError(ValueError):
     """A dataset file is malformed, inconsistent or missing; the message names file and line."""
+
+
+def read_metadata_text(path: Path) -> str:
+    """A metadata file's text (UTF-8, a BOM dropped), or a ``DatasetError`` naming its file and line
+    when it is not UTF-8 (binary, Latin-1) or holds a NUL byte (no id or path may contain one)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise DatasetError(f"{path}:{text.count(chr(10), 0, nul) + 1}: a NUL byte; ids and paths cannot contain one")
+    return text
 
 
 def order_hash(video_ids) -> str:
@@ -139,13 +154,14 @@ class AveDataset(Dataset):
     def summary(self) -> list[str]:
         counts = {s: len(self.indices(s)) for s in SPLITS}
         lines = [
-            f"{len(self.video_ids)} entries ({len(set(self.video_ids))} videos), "
-            f"{len(self.class_names)} classes + background, splits {counts}"
+            f"{counted(len(self.video_ids), 'entry', 'entries')} ({counted(len(set(self.video_ids)), 'video')}), "
+            f"{counted(len(self.class_names), 'class', 'classes')} + background, splits {counts}"
         ]
         shared = self.shared_across_splits()
         if shared:
             lines.append(
-                f"note: {len(shared)} videos have entries in more than one split "
+                f"note: {counted(len(shared), 'video')} {'has' if len(shared) == 1 else 'have'} entries in more "
+                "than one split "
                 f"(as distributed), e.g. {', '.join(shared[:3])}"
             )
         return lines
@@ -191,7 +207,8 @@ class ClipDataset(Dataset):
 
     def summary(self) -> list[str]:
         return [
-            f"{len(self.video_ids)} clips, {len(self.class_names)} classes, folds {self.test_folds}, "
+            f"{counted(len(self.video_ids), 'clip')}, {counted(len(self.class_names), 'class', 'classes')}, "
+            f"folds {self.test_folds}, "
             f"{len(set(self.groups))} sources, 1-{self.max_seconds} s"
         ]
 

@@ -63,3 +63,8 @@ def sha256_files(*paths: str | Path, root: str | Path | None = None) -> str:
             h.update(Path(p).relative_to(root).as_posix().encode() + b"\0")
         hash_file(h, p)
     return h.hexdigest()
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` in agreement, for messages: ``1 video``, ``3 videos``, ``0 videos``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -53,7 +53,39 @@ def load(path: str | Path = PARAMS_FILE) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ParamsError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    return cfg or {}
+    return check_top_level(cfg, path)
+
+
+# every top-level key params.yaml may hold (the sections above and the selections)
+TOP_LEVEL = (
+    "audio",
+    "visual",
+    "model",
+    "dataset",
+    "demo",
+    "clip_demo",
+    "extract",
+    "extractors",
+    "models",
+    "train",
+    "attention",
+)
+
+
+def check_top_level(cfg, path: str | Path = PARAMS_FILE) -> dict:
+    """``cfg`` (params.yaml as loaded) if it is a mapping of known top-level keys only.
+
+    Every stage reads params.yaml through ``load``, so a misspelt section (``modle: dmrn``) stops
+    every stage before any work instead of being ignored.
+    """
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections, got {type(cfg).__name__} {cfg!r}")
+    unknown = sorted(map(str, set(cfg) - set(TOP_LEVEL)))
+    if unknown:
+        raise ParamsError(f"{path}: unknown top-level key(s) {unknown}; accepted: {', '.join(TOP_LEVEL)}")
+    return cfg
 
 
 def section(cfg: dict, key: str) -> dict:
@@ -128,12 +160,21 @@ def _check_types(where: str, given: dict, hints: dict) -> None:
             check_value(f"{where}.{k}", v, hints[k])
 
 
+def _mapping(given, where: str) -> dict:
+    """A copy of the section ``given`` ({} when absent), or an error naming ``where`` if it is not a mapping."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ParamsError(f"params.yaml: {where} must be a mapping of options, got {given!r}")
+    return dict(given)
+
+
 def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
     """``given`` checked against the keyword arguments of ``fn`` (names, and types where annotated).
 
     How extractor and model options are validated: the constructor is the schema.
     """
-    given = dict(given or {})
+    given = _mapping(given, where)
     target = fn.__init__ if inspect.isclass(fn) else fn
     params = {
         n: p
@@ -148,7 +189,7 @@ def check_call(fn, given: dict | None, where: str, skip=()) -> dict:
 
 def from_params(cls, given: dict | None, where: str):
     """An instance of dataclass ``cls`` from a params section, every key and type checked."""
-    given = dict(given or {})
+    given = _mapping(given, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     required = [
         n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -240,3 +281,7 @@ class AttentionParams:
     videos: int = 4  # how many, when ``ids`` is empty
     ids: list[str] = dataclasses.field(default_factory=list)  # these test videos instead
     pick: typing.Literal["both", "confident_correct", "confident_wrong", "first"] = "both"
+
+    def check(self, where: str) -> None:
+        if self.videos < 0:
+            raise ParamsError(f"params.yaml: {where}.videos must be 0 (no maps) or more, got {self.videos}")

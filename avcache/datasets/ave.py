@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.dataset import SEGMENTS, SPLITS, AveDataset, DatasetError
+from avcache.contract.dataset import SEGMENTS, SPLITS, AveDataset, DatasetError, read_metadata_text
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 HEADER = "Category&VideoID&Quality&StartTime&EndTime"
@@ -49,7 +49,7 @@ def parse_annotations(path: str | Path) -> list[Annotation]:
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
     out = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, raw in enumerate(read_metadata_text(path).splitlines(), 1):
         line = raw.strip()
         fields = line.split("&")
         if not line or (lineno == 1 and _is_header(fields)):

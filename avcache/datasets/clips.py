@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError
+from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError, read_metadata_text
 
 CSV_NAME = "clips.csv"
 DEFAULT_FOLDS = 5
@@ -47,8 +48,7 @@ def _read_table(path: Path, delimiter: str, header: list[str] | None = None):
     """(line number, row as dict or list) for each non-empty line; ``header`` checks line 1."""
     if not path.is_file():
         raise DatasetError(f"{path}: not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        lines = list(csv.reader(f, delimiter=delimiter))
+    lines = list(csv.reader(io.StringIO(read_metadata_text(path), newline=""), delimiter=delimiter))
     if header is not None:
         got = [h.strip() for h in lines[0]] if lines else []
         missing = [h for h in header if h not in got]

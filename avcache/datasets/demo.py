@@ -22,6 +22,7 @@ import numpy as np
 
 from avcache.contract import params as P
 from avcache.contract.dataset import SEGMENTS
+from avcache.contract.io import counted
 from avcache.datasets.ave import SPLIT_FILES
 
 # name, shape, RGB colour, sound
@@ -213,6 +214,13 @@ def plan(videos: int, classes: int, seed: int, distractor_prob: float) -> tuple[
     return rng, clips
 
 
+def _at_least_one(section: str, **counts) -> None:
+    """A ValueError naming ``section.<key>`` for the first count below 1 (a demo of no videos is no demo)."""
+    for key, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{section}.{key} must be at least 1, got {value}")
+
+
 def generate(
     out: str | Path,
     videos: int = 240,
@@ -227,6 +235,7 @@ def generate(
     progress: bool = True,
 ) -> list[Clip]:
     """Write Annotations.txt, the three split files and AVE/<id>.mp4 under ``out``."""
+    _at_least_one("demo", videos=videos, width=width, height=height, fps=fps, sample_rate=sample_rate)
     if not 2 <= classes <= len(CLASSES):
         raise ValueError(f"demo.classes must be in 2..{len(CLASSES)}, got {classes}")
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) < 0:
@@ -284,6 +293,16 @@ def generate_clips(
     do better. Clips come in sources of ``per_source`` clips (as ESC-50's ``src_file``), and a
     source's clips share one fold.
     """
+    _at_least_one(
+        "clip_demo",
+        clips=clips,
+        width=width,
+        height=height,
+        fps=fps,
+        sample_rate=sample_rate,
+        folds=folds,
+        per_source=per_source,
+    )
     if not 2 <= classes <= len(CLASSES):
         raise ValueError(f"clip_demo.classes must be in 2..{len(CLASSES)}, got {classes}")
     if not 1 <= min_seconds <= max_seconds:
@@ -339,7 +358,7 @@ def main(argv=None) -> None:
         clips = make(**cfg)
     except (P.ParamsError, ValueError) as e:
         raise SystemExit(f"{section}: {e}") from None
-    print(f"{section}: {len(clips)} videos in {cfg['out']}")
+    print(f"{section}: {counted(len(clips), 'video')} in {cfg['out']}")
 
 
 if __name__ == "__main__":

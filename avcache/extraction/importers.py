@@ -21,7 +21,7 @@ import numpy as np
 
 from avcache.contract.cache import CacheWriter
 from avcache.contract.dataset import SPLITS, Dataset
-from avcache.contract.io import sha256_files
+from avcache.contract.io import counted, sha256_files
 from avcache.extraction.extractors.base import Extractor
 
 FILES = {
@@ -53,7 +53,8 @@ def check_release(folder: Path, ds: Dataset) -> None:
     bad = np.flatnonzero((labels.argmax(-1) != ds.labels.argmax(-1)).any(-1))
     if len(bad):
         raise ReleaseError(
-            f"{folder / 'labels.h5'}: {len(bad)} rows disagree with the dataset file "
+            f"{folder / 'labels.h5'}: {counted(len(bad), 'row')} {'disagrees' if len(bad) == 1 else 'disagree'} "
+            "with the dataset file "
             f"(first: row {bad[0]}, video {ds.video_ids[bad[0]]}); the release's row "
             "order is not Annotations.txt's"
         )

@@ -30,6 +30,7 @@ import numpy as np
 from avcache import media
 from avcache.contract import params as P
 from avcache.contract.dataset import SEGMENTS, DatasetError, read_dataset
+from avcache.contract.io import counted
 from avcache.contract.params import ExtractParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import make_reduction
@@ -97,7 +98,7 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     cls = extractors.get(name)
     ids = dataset.video_ids
     unique = list(dict.fromkeys(ids))
-    lines = [f"{modality}/{name}: {len(ids)} videos ({len(unique)} files)"]
+    lines = [f"{modality}/{name}: {counted(len(ids), 'video')} ({counted(len(unique), 'file')})"]
     if hasattr(cls, "import_cache"):
         return lines + ["  released features: imported, nothing is decoded or computed"]
     if n_time <= 0:
@@ -181,7 +182,7 @@ def main(argv=None) -> None:
 
             dataset = load(P.from_params(DatasetParams, cfg.get("dataset"), "dataset"))
         print(
-            f"dataset: {len(dataset.video_ids)} videos in {dataset.videos}; extract: device "
+            f"dataset: {counted(len(dataset.video_ids), 'video')} in {dataset.videos}; extract: device "
             f"{settings.device}, precision {settings.precision}, engine {settings.engine}"
         )
         for modality in ["audio", "visual"] if a.modality == "both" else [a.modality]:

@@ -37,7 +37,7 @@ from avcache import runtime as rt
 from avcache.contract import params as P
 from avcache.contract.cache import CacheWriter, Storage
 from avcache.contract.dataset import Dataset, DatasetError, read_dataset
-from avcache.contract.io import atomic_write
+from avcache.contract.io import atomic_write, counted
 from avcache.contract.params import ExtractParams, RayParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
@@ -337,17 +337,17 @@ def _run(
     write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
     if failed:
         log.warning(
-            "%s/%s: %d of %d videos failed (policy %s); see %s",
+            "%s/%s: %d of %s failed (policy %s); see %s",
             modality,
             name,
             len(failed),
-            len(ids),
+            counted(len(ids), "video"),
             on_failure,
             report_path(out),
         )
     if failed and on_failure == "stop":
         raise StageError(
-            f"{len(failed)} videos failed and extract.on_failure is 'stop': see "
+            f"{counted(len(failed), 'video')} failed and extract.on_failure is 'stop': see "
             f"{report_path(out)}. The other videos are kept in {work.dir}; fix or remove "
             "the failed ones (or choose 'exclude' / 'mask') and re-run"
         )

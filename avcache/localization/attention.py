@@ -29,6 +29,7 @@ from avcache import media  # noqa: E402
 from avcache.contract import params as P  # noqa: E402
 from avcache.contract.cache import CacheError, open_cache, read_provenance  # noqa: E402
 from avcache.contract.dataset import SEGMENTS, DatasetError, read_dataset  # noqa: E402
+from avcache.contract.io import counted
 from avcache.contract.pair import load_pair  # noqa: E402
 from avcache.contract.params import AttentionParams  # noqa: E402
 from avcache.localization.models import CheckpointError, load_checkpoint  # noqa: E402
@@ -197,7 +198,7 @@ def main(argv=None) -> None:
         return
     except (P.ParamsError, media.MediaError, CacheError, DatasetError, CheckpointError) as e:
         raise SystemExit(f"attention: {e}") from None
-    print(f"attention: {len(written)} maps in {a.out}")
+    print(f"attention: {counted(len(written), 'map')} in {a.out}")
 
 
 if __name__ == "__main__":

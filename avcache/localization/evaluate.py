@@ -22,7 +22,7 @@ import torch
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError
 from avcache.contract.dataset import DatasetError
-from avcache.contract.io import atomic_write_text
+from avcache.contract.io import atomic_write_text, counted
 from avcache.contract.pair import load_pair
 from avcache.localization.models import CheckpointError, load_checkpoint, predict, resolve_device
 from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
@@ -108,7 +108,7 @@ def evaluate(
         curves_png(live_dir, results / "curves.png", what)
     t = metrics["test"]
     print(
-        f"{what}: test acc {t['acc']:.4f} ± {t['acc_std']:.4f} over {len(per_seed)} seeds "
+        f"{what}: test acc {t['acc']:.4f} ± {t['acc_std']:.4f} over {counted(len(per_seed), 'seed')} "
         f"(confusion matrix: seed {seed}, best on val)"
     )
     return metrics

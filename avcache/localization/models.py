@@ -195,7 +195,15 @@ def check_options(name: str, options: dict | None) -> dict:
     if name not in MODELS:
         raise ParamsError(f"params.yaml: unknown model {name!r}; choose one of {', '.join(MODELS)}")
     cls, fixed = MODELS[name]
-    return check_call(cls, options, f"models.{name}", skip=SHAPES + tuple(fixed))
+    options = check_call(cls, options, f"models.{name}", skip=SHAPES + tuple(fixed))
+    for key in POSITIVE:
+        if key in options and options[key] < 1:
+            raise ParamsError(f"params.yaml: models.{name}.{key} must be a positive integer, got {options[key]!r}")
+    return options
+
+
+# the model sizes: each must be a positive integer (the constructor checks the type)
+POSITIVE = ("hidden_dim", "hidden_size", "blocks")
 
 
 def build(name: str, audio_dim: int, visual_dim: int, regions: int, n_classes: int, **options) -> nn.Module:
