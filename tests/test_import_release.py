@@ -53,7 +53,7 @@ def test_import_refuses_disagreeing_labels_or_splits(tmp_path):
     wrong = ds.labels.copy()
     wrong[2] = np.roll(wrong[2], 1, axis=-1)
     _release(tmp_path / "a", ds, labels=wrong)
-    with pytest.raises(ReleaseError, match="1 rows disagree with the dataset file .*row 2, video v2"):
+    with pytest.raises(ReleaseError, match=r"1 row disagrees with the dataset file \(first: row 2, video v2\)"):
         import_release(tmp_path / "a", ds, "audio", tmp_path / "features/a.h5")
     _release(tmp_path / "b", ds, train=[0, 1, 2, 4])
     with pytest.raises(ReleaseError, match="train_order.h5: its 4 rows are not the 4 train rows"):
