@@ -20,6 +20,9 @@ AVE = SHARED / "data" / "ave"
 CLIPS = SHARED / "data" / "clips"
 DOG = CLIPS / "llp_BjCEufrlXm4_speech_dog_10s.mp4"
 BENTO = CLIPS / "openl3_bento_1s.mp4"
+FSDD = SHARED / "data" / "fsdd"
+# real FSDD recordings: test takes (0-4) and train takes of all six speakers, 0.26-2.28 s (9_theo_16: 3 rows)
+FSDD_SUBSET = ("0_george_0", "3_theo_12", "7_yweweler_45", "9_lucas_3", "9_theo_16", "5_jackson_30", "1_nicolas_2")
 
 
 # --- signals and media files ---------------------------------------------------------------
@@ -150,6 +153,14 @@ def make_dataset(root, good_dir, bad):
     (root / "valSet.txt").write_text("")
     (root / "testSet.txt").write_text("")
     return load_ave(root, videos=str(root / "AVE"))
+
+
+def fsdd_subset(root, names=FSDD_SUBSET):
+    """A copy of some real FSDD recordings in the dataset's own layout (``root/recordings/``)."""
+    (root / "recordings").mkdir(parents=True)
+    for name in names:
+        shutil.copy(FSDD / "recordings" / f"{name}.wav", root / "recordings" / f"{name}.wav")
+    return root
 
 
 def add_duplicate(ds_root, vid):

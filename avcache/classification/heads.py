@@ -12,7 +12,8 @@ Heads (``model``, options under ``models.<name>``):
 The neural heads train on the training folds only (validation decides when to stop); their batch
 is capped so that a small training set still gets several optimiser steps per epoch.
 
-The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions).
+The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions;
+spectrogram caches, ``logmel`` / ``mfcc``: also over each second's frames).
 Protocol: each official test fold is tested once; validation is the next fold (or, where the
 dataset has one test fold, a tenth of the training sources), never the test fold; training uses
 the other folds. Standardisation and the optional PCA are fitted per fold on that fold's
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from avcache import runtime
-from avcache.contract.cache import read_features, read_valid
+from avcache.contract.cache import read_per_second, read_valid
 from avcache.contract.dataset import ClipDataset
 from avcache.contract.params import ParamsError, check_call
 
@@ -90,7 +91,7 @@ def load_inputs(ds: ClipDataset, caches: list[Path]) -> tuple[np.ndarray, np.nda
     concatenated along D; a clip that failed in any cache is not usable."""
     feats, usable = [], np.ones(len(ds.video_ids), bool)
     for path in caches:
-        feats.append(_regions_mean(read_features(path, ds)).astype(np.float32))
+        feats.append(_regions_mean(read_per_second(path, ds)).astype(np.float32))
         usable &= read_valid(path, ds)[0]
     mask = np.arange(feats[0].shape[1])[None, :] < ds.seconds[:, None]
     return np.concatenate(feats, -1), mask, usable

@@ -7,6 +7,7 @@
 | ``tut2017`` | ``meta.txt`` + ``evaluation_setup/foldK_{train,evaluate}.txt`` | 4 official | recording |
 | ``dcase2021`` | ``meta.csv`` + ``evaluation_setup/fold1_{train,evaluate}.csv`` | train / evaluate | location |
 | ``csv`` | ``<root>/clips.csv``: ``path,label[,fold][,group]`` | given, else 5 by group | ``group``, else the file |
+| ``fsdd`` | ``recordings/{digit}_{speaker}_{take}.wav`` | takes 0-4 test / train | the recording |
 
 A CSV label may hold several classes separated by ``;`` (a multi-label task). Every clip's length
 is read from its file's header, rounded up to whole seconds (at most ``max_seconds``): caches keep
@@ -192,12 +193,37 @@ def read_csv(root: Path) -> tuple[list[Row], list[str]]:
     return rows, sorted({x for r in rows for x in r.labels})
 
 
+FSDD_TEST_TAKES = 5  # takes 0-4 of every digit and speaker: the official test set
+
+
+def read_fsdd(root: Path) -> tuple[list[Row], list[str]]:
+    """The Free Spoken Digit Dataset: ``recordings/{digit}_{speaker}_{take}.wav`` under ``root``.
+
+    Its official split is by take: 0-4 test (fold 1), the rest train (fold 0). Every speaker is in
+    both, so the split is not speaker-independent; each recording is its own source (group), so
+    the validation clips (a tenth of the training recordings, by name) are, like the test clips,
+    other takes of seen speakers. A speaker group would hold out whole speakers: with FSDD's six,
+    the name hash puts all of one speaker's training takes (theo's) in validation."""
+    folder = root / "recordings"
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not found (dataset.root must be the folder holding recordings/)")
+    rows = []
+    for path in sorted(folder.glob("*.wav")):
+        parts = path.stem.split("_")
+        if len(parts) != 3 or not (parts[0].isdigit() and len(parts[0]) == 1) or not parts[2].isdigit() or not parts[1]:
+            raise DatasetError(f"{path}: name is not {{digit}}_{{speaker}}_{{take}}.wav; move it out of {folder}")
+        fold = 1 if int(parts[2]) < FSDD_TEST_TAKES else 0
+        rows.append(Row(f"recordings/{path.name}", [parts[0]], fold, path.stem, str(path)))
+    return rows, sorted({r.labels[0] for r in rows})
+
+
 FORMATS = {
     "esc50": read_esc50,
     "urbansound8k": read_urbansound8k,
     "tut2017": read_tut2017,
     "dcase2021": read_dcase2021,
     "csv": read_csv,
+    "fsdd": read_fsdd,
 }
 
 
@@ -257,6 +283,7 @@ def load_clips(
         "tut2017": ["meta.txt"],
         "dcase2021": ["meta.csv"],
         "csv": [CSV_NAME],
+        "fsdd": [],  # the file names are the metadata
     }[fmt]
     return ClipDataset(
         [r.path for r in rows],
