@@ -119,3 +119,26 @@ def test_read_spectrograms_refuses_a_per_second_cache(fsdd, tmp_path):
             w.write(i, np.zeros((3, 8), np.float32))
     with pytest.raises(CacheError, match="not a spectrogram cache"):
         read_spectrograms(path, fsdd)
+
+
+@pytest.mark.slow  # generates the 12-video demo when no other test has
+def test_ave_models_read_a_logmel_cache_as_each_seconds_mean_frame(demo_ds, tmp_path):
+    from avcache.contract.pair import load_pair
+
+    audio = extract(demo_ds, "logmel", tmp_path / "logmel.h5", n_mels=40)
+    visual = tmp_path / "visual.h5"
+    with CacheWriter(visual, demo_ds.video_ids, (10, 2, 2, 8), {"extractor": "grid"}) as w:
+        for i in range(len(demo_ds.video_ids)):
+            w.write(i, np.ones((10, 2, 2, 8), np.float32))
+    pair = load_pair(demo_ds, audio, visual)
+    assert pair.audio.shape == (12, 10, 40) and pair.visual.shape == (12, 10, 4, 8)
+    np.testing.assert_allclose(pair.audio, read_features(audio, demo_ds).mean(2), rtol=1e-6)
+
+
+@pytest.mark.subprocess
+def test_decode_workers_give_the_serial_engines_bytes(fsdd, logmel, tmp_path):
+    options = P.section(P.load(), "extractors.logmel")
+    out = run.run(
+        "audio", "logmel", options, fsdd, fsdd.videos, tmp_path / "logmel.h5", progress=False, decode_workers=1
+    )
+    assert out.read_bytes() == logmel.read_bytes()
