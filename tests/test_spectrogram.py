@@ -102,6 +102,8 @@ def test_hop_must_divide_the_sample_rate_one_line():
     assert "450 (49 frames/s), 490 (45 frames/s), 525 (42 frames/s)" in msg
     with pytest.raises(P.ParamsError, match=r"extractors\.mfcc: unknown key\(s\) \['top_db'\]"):
         extractors.create("mfcc", {"top_db": 60.0})
+    with pytest.raises(P.ParamsError, match=r"extractors\.logmel\.ref must be float \| 'max', got 'min'"):
+        extractors.create("logmel", {"ref": "min"})
     with pytest.raises(P.ParamsError, match=r"extractors\.mfcc\.deltas must list distinct orders"):
         extractors.create("mfcc", {"deltas": [3]})
 

@@ -144,6 +144,10 @@ def _describe(hint) -> str:
         return texts[0] if texts else _describe(typing.get_args(hint)[0])
     if typing.get_origin(hint) is typing.Literal:
         return " | ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Literal | None is a typing.Union ("Union")
+        return " | ".join("None" if a is type(None) else _describe(a) for a in typing.get_args(hint))
+    if typing.get_args(hint):  # list[int]
+        return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
