@@ -89,10 +89,27 @@ def torch_true_fp32() -> None:
     torch.backends.cudnn.benchmark = False  # the algorithm must not change between runs
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ log level, set before it is imported (a value already set is kept).
+
+    ``2`` hides its info and warning lines. Where no CUDA driver loads, ``3`` also hides its error
+    lines: there the only ones are about the missing GPU (``failed call to cuInit: ... (303)``)
+    on every import, which is not the user's problem; errors that matter raise in Python and
+    the stage reports them. With a driver, error lines (a driver mismatch) stay visible."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        level = "2"
+    except OSError:
+        level = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
+
+
 def tf_device(spec: str, key: str = "extract.device") -> str:
     """``/CPU:0`` or ``/GPU:N`` for TensorFlow; raises DeviceError when CUDA is asked for and missing."""
     check_device(spec, key)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     import tensorflow as tf
 
     if spec == "cpu":

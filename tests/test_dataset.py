@@ -159,3 +159,11 @@ def test_video_in_two_splits_is_refused(tmp_path):
     root = _write(tmp_path / "d", "Bark&a&good&0&3\n", train="Bark&a&good&0&3\n", val="Bark&a&good&0&3\n")
     with pytest.raises(DatasetError, match=r"valSet.txt:1: a \(Bark\) is already in the train split"):
         load_ave(root)
+
+
+@pytest.mark.parametrize("vid", ["../../../../etc/passwd", "sub/x", "a\\b", ".."])
+def test_an_ave_id_that_is_a_path_is_refused_naming_the_line(vid, tmp_path):
+    p = tmp_path / "Annotations.txt"
+    p.write_text(f"Church bell&aaa&good&0&10\nChurch bell&{vid}&good&0&10\n")
+    with pytest.raises(DatasetError, match=r"Annotations.txt:2: video id .* is a path, not an id"):
+        parse_annotations(p)
