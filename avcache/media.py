@@ -74,8 +74,9 @@ class MediaError(RuntimeError):
     """A video cannot be decoded as needed; the message names the file and the problem."""
 
 
-def find_video(folder: str | Path, video_id: str) -> Path:
-    """The one media file for ``video_id`` in ``folder``: ``<id>`` plus any known extension."""
+def video_files(folder: str | Path, video_id: str) -> list[Path]:
+    """The media files for ``video_id`` in ``folder``: ``<id>`` plus any known extension, each
+    file once (a case-insensitive disk finds one file under two names)."""
     folder = Path(folder)
     found = {}
     names = [video_id] + [video_id + e for ext in EXTENSIONS for e in (ext, ext.upper())]
@@ -85,12 +86,18 @@ def find_video(folder: str | Path, video_id: str) -> Path:
             st = p.stat()
         except (OSError, ValueError):
             continue
-        if stat.S_ISREG(st.st_mode):  # one inode once: a case-insensitive disk finds it twice
+        if stat.S_ISREG(st.st_mode):
             found.setdefault((st.st_dev, st.st_ino), p)
+    return list(found.values())
+
+
+def find_video(folder: str | Path, video_id: str) -> Path:
+    """The one media file for ``video_id`` in ``folder`` (``video_files``)."""
+    found = video_files(folder, video_id)
     if len(found) == 1:
-        return next(iter(found.values()))
+        return found[0]
     if found:
-        both = " and ".join(sorted(p.name for p in found.values()))
+        both = " and ".join(sorted(p.name for p in found))
         raise MediaError(f"{folder}: {len(found)} files for video {video_id} ({both}); keep one of them in the folder")
     others = ", ".join(EXTENSIONS[1:])
     raise MediaError(

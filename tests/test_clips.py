@@ -6,6 +6,7 @@ import soundfile as sf
 
 from avcache.contract.dataset import DatasetError, read_dataset, write_dataset
 from avcache.datasets.clips import load_clips
+from avcache.datasets.stage import unfound
 
 
 def wav(path, seconds, sr=8000):
@@ -202,3 +203,4 @@ def test_one_unreadable_clip_does_not_widen_the_time_axis(tmp_path):
     (root / "clips.csv").write_text("path,label\na.wav,dog\nb.wav,cat\nbad.wav,cat\nmissing.wav,dog\n")
     ds = load_clips(root, "csv")
     assert ds.seconds.tolist() == [3, 3, 3, 3] and ds.max_seconds == 3  # was 10: max_seconds for the unreadable
+    assert unfound(ds) == {"missing.wav": "no such file"}  # the dataset stage lists it

@@ -76,11 +76,11 @@ def unfound(ds: Dataset, allow_outside_root: bool = False) -> dict[str, str]:
             if not (folder / rel).is_file():
                 out[vid] = "no such file"
             continue
-        try:
-            found = media.find_video(folder, vid)
-        except media.MediaError as e:
-            out[vid] = str(e).removeprefix(f"{folder}: ") if " files for video " in str(e) else "no file"
+        files = media.video_files(folder, vid)
+        if len(files) != 1:
+            out[vid] = f"{len(files)} files: {' and '.join(sorted(f.name for f in files))}" if files else "no file"
             continue
+        found = files[0]
         if not allow_outside_root and (target := outside(folder, found.name)) is not None:
             raise DatasetError(
                 f"{found}: video {vid} links outside dataset.videos {folder} (to {target}); "
@@ -105,10 +105,11 @@ def check_files(ds: Dataset, allow_outside_root: bool, on_failure: str) -> None:
     listed = "; ".join(f"{v} ({missing[v]})" for v in ids[:SHOWN])
     more = f"; and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
     n_videos = len(set(ds.video_ids))
-    what = f"{len(ids)} of {counted(n_videos, 'video')} in {ds.videos} cannot be found: {listed}{more}"
+    verb = "has" if len(ids) == 1 else "have"
+    what = f"{len(ids)} of {counted(n_videos, 'video')} in {ds.videos} {verb} no file to extract: {listed}{more}"
     if on_failure == "stop":
         raise DatasetError(
-            f"{what}. extract.on_failure is 'stop': add the files, remove their rows from the "
+            f"{what}. extract.on_failure is 'stop': add the files (one per video), remove their rows from the "
             "dataset, or choose 'mask' / 'exclude' (they are then recorded as failed)"
         )
     log.warning("%s. Extraction records them as failed (extract.on_failure: %s)", what, on_failure)
