@@ -32,6 +32,10 @@ MARGIN = 1.0  # seconds decoded past the clip: enough for the resampler's filter
 NOTE_AFTER = 0.1  # seconds of padding / trimming / offset worth a note (AAC alone adds ~0.03 s)
 SYNC_TOLERANCE = 0.02  # audio timestamp jitter followed without inserting or dropping samples
 PROBE_SECONDS = 3600.0  # a stream no header gives a length for is read (not decoded) this far
+# A clip whose decoded audio never reaches this is digital silence: half the smallest step of 16-bit
+# audio (-96 dBFS), so any sound a 16-bit file can hold is louder; encoded silence (AAC, Opus,
+# FLAC, PCM) decodes to exact zeros.
+SILENT_PEAK = 2.0**-16
 
 # Looked up in this order, each in lower and upper case; .mp4 first, as AVE ships it.
 VIDEO_EXTENSIONS = (
@@ -121,6 +125,12 @@ class Audio:
     resampler: str = "soxr_hq"
     file: str = ""  # the file decoded
     length_is_lower_bound: bool = False  # no header gave the length and reading stopped at PROBE_SECONDS
+    peak: float | None = None  # the largest magnitude in ``samples`` (what the model hears)
+
+    @property
+    def silent(self) -> bool:
+        """The clip is digital silence: every video like it gets the same features."""
+        return self.peak is not None and self.peak < SILENT_PEAK
 
     @property
     def end_seconds(self) -> float:
@@ -524,6 +534,7 @@ def load_audio(path: str | Path, sr: int, duration: float = SEGMENTS, resampler:
         resampler=resampler,
         file=str(path),
         length_is_lower_bound=bounded,
+        peak=float(np.abs(y).max()) if len(y) else 0.0,
     )
 
 
