@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from avcache.contract.dataset import SEGMENTS  # the clip length decoded by default: AVE's seconds
+from avcache.contract.io import counted
 
 MARGIN = 1.0  # seconds decoded past the clip: enough for the resampler's filter and to see a trim
 NOTE_AFTER = 0.1  # seconds of padding / trimming / offset worth a note (AAC alone adds ~0.03 s)
@@ -165,7 +166,7 @@ class Audio:
         clip = len(self.samples) / self.sr
         if self.decode_error:
             out.append(
-                f"audio: {self.decode_errors} decoding error(s), the first {self.decode_error}; "
+                f"audio: {counted(self.decode_errors, 'decoding error')}, the first {self.decode_error}; "
                 "everything that decoded is kept"
             )
         if self.start_seconds > NOTE_AFTER:
@@ -242,7 +243,7 @@ class Frames:
         if self.decode_error:
             again = "; decoded again single-threaded" if self.single_threaded else ""
             out.append(
-                f"video: {self.decode_errors} decoding error(s), the first {self.decode_error}"
+                f"video: {counted(self.decode_errors, 'decoding error')}, the first {self.decode_error}"
                 f"{again}; everything that decoded is kept"
             )
         if self.lead:

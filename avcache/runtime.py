@@ -24,6 +24,7 @@ import logging
 import os
 
 from avcache.contract import params as P
+from avcache.contract.io import counted
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def _no_gpu(spec: str, key: str, framework: str, found: int, why: str) -> Device
     env = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
     if found:
         return DeviceError(
-            f"params.yaml: {key} is {spec!r} but there are only {found} CUDA device(s) visible to "
+            f"params.yaml: {key} is {spec!r} but there {'is' if found == 1 else 'are'} only "
+            f"{counted(found, 'CUDA device')} visible to "
             f"{framework} ({why}; {env}); use cuda:0 to cuda:{found - 1}, cpu or auto"
         )
     return DeviceError(

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError, read_metadata_text
+from avcache.contract.io import counted
 
 CSV_NAME = "clips.csv"
 DEFAULT_FOLDS = 5
@@ -177,7 +178,9 @@ def read_csv(root: Path) -> tuple[list[Row], list[str]]:
     for n, values in table:
         where = f"{path}:{n}"
         if len(values) != len(columns):
-            raise DatasetError(f"{where}: expected {len(columns)} fields ({','.join(columns)}), got {len(values)}")
+            raise DatasetError(
+                f"{where}: expected {counted(len(columns), 'field')} ({','.join(columns)}), got {len(values)}"
+            )
         r = dict(zip(columns, values))
         labels = [x.strip() for x in r["label"].split(";") if x.strip()]
         if not r["path"] or not labels:

@@ -300,7 +300,8 @@ def _run(
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
-        log.info("resuming %s/%s: %d of %d videos already done in %s", modality, name, done_before, len(ids), work.dir)
+        total = counted(len(ids), "video")
+        log.info("resuming %s/%s: %d of %s already done in %s", modality, name, done_before, total, work.dir)
     first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
     for i, vid in enumerate(ids):
         if work.done(i, stamps[i]):
@@ -314,7 +315,7 @@ def _run(
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
     if tasks:
-        log.info("%s/%s: %d videos to extract on the %s", modality, name, len(tasks), backend.about())
+        log.info("%s/%s: %s to extract on the %s", modality, name, counted(len(tasks), "video"), backend.about())
     bar = tqdm(
         total=len(ids),
         initial=done_before,
