@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,12 +70,16 @@ def unfound(ds: Dataset, allow_outside_root: bool = False) -> dict[str, str]:
     if not folder.is_dir():
         return dict.fromkeys(ds.video_ids, "no folder")
     out = {}
+    listed = {name.lower() for name in os.listdir(folder)}  # a name no case of which is here is missing
     for vid, rel in zip(ds.video_ids, ds.relative_paths()):
         if vid in out:
             continue
         if rel is not None:
             if not (folder / rel).is_file():
                 out[vid] = "no such file"
+            continue
+        if not any(name.lower() in listed for name in [vid, *(vid + ext for ext in media.EXTENSIONS)]):
+            out[vid] = "no file"
             continue
         files = media.video_files(folder, vid)
         if len(files) != 1:
