@@ -80,9 +80,11 @@ def encode(
     pts=None,
     rotation=None,
     faststart=False,
+    amplitude=0.4,
 ):
     """An MP4 whose frame colour (``colour(s)``) and tone (300 + 100 s Hz) change every second s,
-    with a white stripe on the left of every frame to show its orientation."""
+    with a white stripe on the left of every frame to show its orientation (``amplitude`` 0: the
+    audio track is digital silence)."""
     opts = {"movflags": "faststart"} if faststart else {}
     layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
     with av.open(str(path), "w", format="mp4", options=opts) as out:
@@ -105,7 +107,7 @@ def encode(
             out.mux(vs.encode(None))
         if audio:
             t = np.arange(int(seconds * sr)) / sr
-            x = 0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
+            x = amplitude * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
             planes = np.stack([x * (c + 1) / channels for c in range(channels)]).astype(np.float32)
             for k in range(0, planes.shape[1], 1024):
                 frame = av.AudioFrame.from_ndarray(

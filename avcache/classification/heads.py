@@ -35,6 +35,7 @@ from torch import nn
 from avcache import runtime
 from avcache.contract.cache import read_per_second, read_valid
 from avcache.contract.dataset import ClipDataset
+from avcache.contract.io import counted
 from avcache.contract.params import ParamsError, check_call
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,10 @@ def plan_folds(ds: ClipDataset, usable: np.ndarray | None = None) -> list[Fold]:
     train_only = int(((folds == 0) & usable).sum())
     if train_only and len(tests) > 1:  # one test fold (DCASE's train / evaluate): fold 0 is its training set
         log.warning(
-            "%d clip(s) are in fold 0, which is train-only: they are never tested "
+            "%s in fold 0, which is train-only: %s never tested "
             "(folds are numbered from 1; a 0-based numbering loses its first fold)",
-            train_only,
+            f"{counted(train_only, 'clip')} {'is' if train_only == 1 else 'are'}",
+            "it is" if train_only == 1 else "they are",
         )
     if all(g == p for g, p in zip(ds.groups, ds.paths)):
         log.warning(
@@ -107,7 +109,7 @@ class Transform:
         if pca:
             z = (v - self.mean) / self.std
             if pca > z.shape[1]:
-                raise ParamsError(f"params.yaml: pca: {pca} components, but the features have {z.shape[1]}")
+                raise ParamsError(f"params.yaml: pca: {counted(pca, 'component')}, but the features have {z.shape[1]}")
             evals, evecs = np.linalg.eigh(z.T @ z / len(z))
             comps = evecs[:, np.argsort(evals)[::-1][:pca]].T
             self.components = comps * np.sign(comps[np.arange(pca), np.abs(comps).argmax(1)])[:, None]

@@ -201,7 +201,7 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
         if ids != dataset.video_ids:
             raise CacheError(
                 f"{path}: video order differs from the dataset file ({len(ids)} vs "
-                f"{len(dataset.video_ids)} videos, order sha256 {order_hash(ids)[:12]} vs "
+                f"{counted(len(dataset.video_ids), 'video')}, order sha256 {order_hash(ids)[:12]} vs "
                 f"{dataset.order_sha256[:12]}); it was built for another dataset: re-run `dvc repro`"
             )
     except Exception:

@@ -40,6 +40,7 @@ class Pattern:
 Device = typing.Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto | cpu | cuda | cuda:N")]
 Precision = typing.Literal["fp32", "bf16", "fp16"]
 OnFailure = typing.Literal["mask", "exclude", "stop"]  # what a video that cannot be decoded does to the cache
+Silent = typing.Literal["keep", "fail"]  # a clip whose audio is digital silence: a valid row, or a failure
 Engine = typing.Literal["local", "ray"]
 
 
@@ -237,6 +238,7 @@ class ExtractParams:
     """params.yaml ``extract``: options shared by every extraction stage (avcache.extraction.stage)."""
 
     on_failure: OnFailure = "mask"
+    silent: Silent = "keep"
     device: Device = "auto"
     precision: Precision = "fp32"
     engine: Engine = "local"

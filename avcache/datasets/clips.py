@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError, read_metadata_text
+from avcache.contract.io import counted
 
 CSV_NAME = "clips.csv"
 DEFAULT_FOLDS = 5
@@ -178,7 +179,9 @@ def read_csv(root: Path) -> tuple[list[Row], list[str]]:
     for n, values in table:
         where = f"{path}:{n}"
         if len(values) != len(columns):
-            raise DatasetError(f"{where}: expected {len(columns)} fields ({','.join(columns)}), got {len(values)}")
+            raise DatasetError(
+                f"{where}: expected {counted(len(columns), 'field')} ({','.join(columns)}), got {len(values)}"
+            )
         r = dict(zip(columns, values))
         labels = [x.strip() for x in r["label"].split(";") if x.strip()]
         if not r["path"] or not labels:
@@ -231,22 +234,35 @@ def probe_seconds(path: Path) -> float | None:
     """The file's length from its headers (no decoding), or None when it cannot be read."""
     import av
 
+    from avcache import media
+
     try:
-        # the file itself, as avcache.media.local_url opens it: never a protocol (concat:, http:, pipe:)
-        with av.open(f"file:{path}", container_options={"protocol_whitelist": "file"}) as c:
+        with av.open(media.local_url(path), container_options=media.LOCAL_ONLY) as c:
             if c.duration:
                 return c.duration / 1_000_000
             lengths = [float(s.duration * s.time_base) for s in c.streams if s.duration]
             return max(lengths) if lengths else None
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+    except (media.MediaError, av.error.FFmpegError, OSError, UnicodeDecodeError):
         return None
 
 
+def outside(folder: Path, relative: str) -> Path | None:
+    """Where ``folder / relative`` really is (symlinks followed) when that is not inside
+    ``folder`` (``..``, an absolute path, a link out of it); None when it is inside."""
+    target = (folder / relative).resolve()
+    return None if target.is_relative_to(folder.resolve()) else target
+
+
 def load_clips(
-    root: str | Path, fmt: str, max_seconds: int = SEGMENTS, videos: str | Path | None = None
+    root: str | Path,
+    fmt: str,
+    max_seconds: int = SEGMENTS,
+    videos: str | Path | None = None,
+    allow_outside_root: bool = False,
 ) -> ClipDataset:
     """Read a clip dataset of format ``fmt`` under ``root`` (see the module's table). ``videos``:
-    the folder the clips' paths are relative to (the same folder as ``root``; default ``root``)."""
+    the folder the clips' paths are relative to (the same folder as ``root``; default ``root``).
+    A path that leads outside ``root`` is refused unless ``allow_outside_root``."""
     root = Path(root)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown clip dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
@@ -258,6 +274,11 @@ def load_clips(
         if r.path in seen:
             raise DatasetError(f"{r.where}: {r.path} is listed twice (also {seen[r.path]})")
         seen[r.path] = r.where
+        if not allow_outside_root and (target := outside(root, r.path)) is not None:
+            raise DatasetError(
+                f"{r.where}: path {r.path!r} leads outside the dataset root {root} (to {target}); "
+                "move the file under the root, or set dataset.allow_outside_root: true to read it there"
+            )
     fold_of_group = {}
     for r in rows:
         if r.fold > 0:
@@ -275,8 +296,10 @@ def load_clips(
     labels = np.zeros((len(rows), len(names)), np.uint8)
     for i, r in enumerate(rows):
         labels[i, [index[x] for x in r.labels]] = 1
-    lengths = [probe_seconds(root / r.path) or r.seconds or max_seconds for r in rows]
-    seconds = np.array([min(max_seconds, max(1, math.ceil(x - LENGTH_SLACK))) for x in lengths], np.int16)
+    lengths = [probe_seconds(root / r.path) or r.seconds for r in rows]
+    # a clip that cannot be read fails at extraction; it must not widen every cache's time axis
+    longest = max((x for x in lengths if x), default=max_seconds)
+    seconds = np.array([min(max_seconds, max(1, math.ceil((x or longest) - LENGTH_SLACK))) for x in lengths], np.int16)
     metadata = {
         "esc50": ["meta/esc50.csv"],
         "urbansound8k": ["metadata/UrbanSound8K.csv"],
