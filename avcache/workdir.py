@@ -39,8 +39,8 @@ class OutputLock:
     Two runs writing the same cache (two ``python -m avcache extract``, or a ``dvc repro`` beside
     the orphan of a killed one) would share one work folder and race to publish; the second is
     refused at once, naming the holder. The kernel releases the lock when its holder dies (even
-    by ``kill -9``), so a stale lock file never blocks anyone; the file itself is left in place
-    (removing it would let a third run lock a new file while the second holds the old one).
+    by ``kill -9``), so a lock file left behind never blocks anyone. The holder removes the file
+    when done; a run that locked a file just removed (its inode no longer at the path) tries again.
     """
 
     def __init__(self, out: Path):
@@ -51,16 +51,23 @@ class OutputLock:
     def __enter__(self):
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise OutputBusy(
-                f"{self.out} is being written by another process (pid {holder}, lock {self.path}); wait for it "
-                f"to finish or stop it (kill {holder}), then re-run"
-            ) from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputBusy(
+                    f"{self.out} is being written by another process (pid {holder}, lock {self.path}); wait for "
+                    f"it to finish or stop it (kill {holder}), then re-run"
+                ) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # its holder removed it meanwhile: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -68,6 +75,7 @@ class OutputLock:
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # before closing: nobody can lock it meanwhile
             os.close(self.fd)  # releases the lock
             self.fd = None
         return False

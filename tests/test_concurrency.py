@@ -104,7 +104,7 @@ def test_a_second_run_on_the_same_cache_is_refused_naming_the_holder(fake, tmp_p
     assert msg.count("\n") == 0 and msg.startswith("extract audio/musicnn: features/audio/musicnn.h5 is being written")
     assert f"kill {os.getpid()}" in msg and not out.exists() and not list(out.parent.glob(".musicnn.work-*"))
     extract(out)  # released: the next run goes ahead
-    assert out.is_file()
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["musicnn.h5", "musicnn.report.json"]
 
 
 # --- publishing: the cache first, then its report; a leftover temporary file is removed -----
