@@ -6,6 +6,9 @@ removes the folders of other keys under the same name (another configuration's l
 never be resumed); the stage writes its files there atomically (``avcache.contract.io``) and
 removes the folder once its output is published. Extraction keeps one file per finished video
 (``avcache.extraction.stage.WorkStore``), training one state file per seed.
+
+Also here: the lock a stage holds on its output (``OutputLock``: one run per cache), and the
+work folders no run will remove (``stale_work_folders``: reported, with their size).
 """
 
 from __future__ import annotations

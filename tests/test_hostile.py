@@ -320,6 +320,19 @@ def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
     assert line.startswith(f"{path}: ") and "cannot be opened" in line and "dvc checkout --force" in line
 
 
+def test_a_truncated_dataset_file_is_refused_in_one_line(tmp_path):
+    from avcache.contract.dataset import DatasetError, read_dataset
+
+    make_project(tmp_path)
+    path = tmp_path / DATASET
+    path.write_bytes(path.read_bytes()[:1500])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(path)
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: cannot be opened, it is truncated or not an HDF5 file (")
+    assert f"dvc checkout --force {path}" in line
+
+
 def test_non_finite_features_are_refused_naming_the_rows(tmp_path):
     from avcache.contract.cache import CacheError, read_features
 
