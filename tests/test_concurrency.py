@@ -164,8 +164,8 @@ def test_a_work_folder_left_beside_a_published_cache_is_reported_with_its_size(f
         extract(tmp_path / "m.h5")
     warned = [r.getMessage() for r in caplog.records if ".work-" in r.getMessage()]
     assert warned == [
-        f"{old}: 2.5 MB left by a failed run of vggish.h5, which has been published since (DVC's run-cache); "
-        f"nothing will resume from it: remove it with `rm -r {old}`"
+        f"{old}: 2.5 MB left by a failed run of vggish.h5; that cache has been published since (DVC's run-cache), "
+        f"so no run will remove this folder: remove it with `rm -r {old}`"
     ]
     assert old.exists() and pending.exists()  # reported, never removed behind the user's back
 

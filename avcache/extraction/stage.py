@@ -263,7 +263,12 @@ def run(
     if extractors.get(name).modality != modality:
         raise ValueError(f"extractor {name} is {extractors.get(name).modality}, listed under {modality}")
     with OutputLock(out):
-        return _locked_run(
+        stale_tmp = out.with_name(out.name + ".tmp")
+        if stale_tmp.exists():  # a run killed while publishing; nobody else writes it (we hold the lock)
+            log.info("removing %s, left by a run killed while publishing", stale_tmp)
+            stale_tmp.unlink()
+        report_leftovers(out)
+        return _run_engine(
             name,
             options,
             reduction,
@@ -275,16 +280,12 @@ def run(
             progress,
             on_failure,
             modality,
-            device,
-            precision,
-            engine,
-            decode_workers,
-            ray,
+            (device, precision, engine, decode_workers, ray),
             before_publish,
         )
 
 
-def _locked_run(
+def _run_engine(
     name,
     options,
     reduction,
@@ -296,19 +297,10 @@ def _locked_run(
     progress,
     on_failure,
     modality,
-    device,
-    precision,
-    engine,
-    decode_workers,
-    ray,
+    settings,
     before_publish,
 ) -> Path:
-    stale_tmp = out.with_name(out.name + ".tmp")
-    if stale_tmp.exists():  # a run killed while publishing; nobody else writes it (we hold the lock)
-        log.info("removing %s, left by a run killed while publishing", stale_tmp)
-        stale_tmp.unlink()
-    report_leftovers(out)
-    backend = open_engine(name, options, reduction, reduction_cfg, device, precision, engine, decode_workers, ray)
+    backend = open_engine(name, options, reduction, reduction_cfg, *settings)
     try:
         return _run(
             backend,
@@ -334,8 +326,8 @@ def report_leftovers(out: Path) -> None:
     for work, cache, size in stale_work_folders(out.parent):
         if cache != out:
             log.warning(
-                "%s: %.1f MB left by a failed run of %s, which has been published since (DVC's run-cache); "
-                "nothing will resume from it: remove it with `rm -r %s`",
+                "%s: %.1f MB left by a failed run of %s; that cache has been published since (DVC's run-cache), "
+                "so no run will remove this folder: remove it with `rm -r %s`",
                 work,
                 size / 1e6,
                 cache.name,
