@@ -259,3 +259,27 @@ def test_a_full_disk_while_publishing_is_one_line_and_keeps_the_old_cache(tmp_pa
     assert "finished videos are kept in features/audio/.musicnn.work-" in err
     assert "musicnn.h5.tmp" not in listing and "musicnn.report.json" not in listing
     assert "musicnn.h5" in listing and listing[-1].endswith("old")  # the old cache, untouched
+
+
+def test_any_stage_run_by_dvc_fails_when_params_changed_while_it_ran(tmp_path, monkeypatch):
+    """Stages other than extraction cannot un-write what they wrote, but failing keeps DVC from
+    recording the new params in dvc.lock for outputs made with the old ones."""
+    import types
+
+    from avcache import cli
+
+    (tmp_path / "params.yaml").write_text("model: av_att\n")
+    monkeypatch.chdir(tmp_path)
+    stage = types.ModuleType("fake_stage")
+    stage.main = lambda argv: (tmp_path / "params.yaml").write_text("model: dmrn\n")  # dvc exp run -S model=dmrn
+    monkeypatch.setitem(sys.modules, "fake_stage", stage)
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("fake_stage", None, ""))
+    monkeypatch.setattr(cli, "die_with_dvc", lambda: None)  # this test process is not run by DVC
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    cli.main(["fake"])  # by hand: no guard
+    (tmp_path / "params.yaml").write_text("model: av_att\n")
+    monkeypatch.setenv("DVC_STAGE", "fake")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["fake"])
+    assert str(e.value).startswith("fake: params.yaml changed while this stage ran") and "\n" not in str(e.value)
+    assert "this stage is marked failed" in str(e.value)
