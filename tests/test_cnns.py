@@ -193,10 +193,10 @@ def test_same_seed_same_weights_other_seed_other_weights(esc10_two_classes):
 @pytest.mark.parametrize("finetune", ["head", pytest.param("whole", marks=pytest.mark.slow)])
 def test_efficientnet_head_only_leaves_the_backbone_unchanged(esc10_two_classes, finetune):
     x, mask, y = esc10_two_classes
-    data = (x[[0, 1, 8, 9]], mask[[0, 1, 8, 9]], y[[0, 1, 8, 9]])
+    data = (x[:4, : 2 * FPS], mask[:4, : 2 * FPS], y[:4])  # 2 dog barks, 2 rain (alternating)
     torch.manual_seed(0)
     before = cnns.build_cnn("efficientnet_transfer", {}).build(MELS, 2).backbone.state_dict()
-    model, _ = fit("efficientnet_transfer", data, max_epochs=1, batch_size=2, finetune=finetune, lr=1e-2)
+    model, _ = fit("efficientnet_transfer", data, max_epochs=1, batch_size=2, finetune=finetune, lr=1e-2, window_s=1.0)
     after = model.net.backbone.state_dict()
     same = [torch.equal(before[k], after[k]) for k in before]
     if finetune == "head":
@@ -264,3 +264,49 @@ def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_p
     metrics_dir = tmp_path / "live" / "plots" / "metrics"
     logged = {p.relative_to(metrics_dir).as_posix() for p in metrics_dir.rglob("*.tsv")}
     assert {"fold1/seed0/train/loss.tsv", "fold1/seed0/val/loss.tsv", "fold1/seed0/val/acc.tsv"} <= logged
+
+
+def test_augmentation_goes_through_one_hook_in_training_only(esc10_two_classes, monkeypatch):
+    """``augment_batch`` calls ``avcache.classification.augment.apply`` (helper E's module; a stub
+    here) with the batch, soft labels, the seeded generator and the options, never in predict."""
+    import sys
+    import types
+
+    calls = []
+
+    def apply(x, y, gen, options):
+        calls.append((tuple(x.shape), tuple(y.shape), isinstance(gen, torch.Generator), options))
+        return x.flip(-1), y
+
+    monkeypatch.setitem(sys.modules, "avcache.classification.augment", types.SimpleNamespace(apply=apply))
+    x, mask, y = esc10_two_classes
+    model, _ = fit(
+        "lowcomplexity", (x[:4], mask[:4], y[:4]), max_epochs=1, width=4, batch_size=2, augment={"mixup": 0.2}
+    )
+    assert calls == [((2, 1, MELS, 3 * FPS), (2, 2), True, {"mixup": 0.2})] * 2
+    model.predict(x[:4], mask[:4])
+    assert len(calls) == 2
+    monkeypatch.delitem(sys.modules, "avcache.classification.augment")
+    monkeypatch.setattr("builtins.__import__", _no_augment(__import__))
+    with pytest.raises(ParamsError, match=r"augment option is set but this checkout has no"):
+        fit("lowcomplexity", (x[:4], mask[:4], y[:4]), max_epochs=1, width=4, augment={"mixup": 0.2})
+
+
+def _no_augment(real):
+    def imp(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "avcache.classification" and "augment" in (fromlist or ()):
+            raise ImportError("no augment")
+        return real(name, globals, locals, fromlist, level)
+
+    return imp
+
+
+def test_bf16_training_runs_and_a_missing_gpu_is_one_line(esc10_two_classes):
+    x, mask, y = esc10_two_classes
+    model = cnns.build_cnn("lowcomplexity", {"width": 4, "max_epochs": 1, "batch_size": 8, "window_s": 1.0})
+    curve = []
+    model.fit(x, mask, y, (x, mask, y), 0, False, lambda e, v, **m: curve.append(v), FPS, "cpu", "bf16")
+    assert np.isfinite(curve[0])
+    if not torch.cuda.is_available():
+        with pytest.raises(ParamsError, match=r"train\.device is 'cuda' but CUDA is not available"):
+            model.fit(x, mask, y, (x, mask, y), 0, False, lambda *a, **k: None, FPS, "cuda")

@@ -74,7 +74,7 @@ class PiczakCNN(nn.Module):
         x = F.relu(self.conv2(x))
         t = x.shape[-1]
         span = -(-t // self.time_bins)
-        x = F.pad(x, (0, span * self.time_bins - t), value=float("-inf"))
+        x = F.pad(x, (0, span * self.time_bins - t))  # zeros: neutral for a max of ReLU outputs
         x = x.reshape(*x.shape[:3], self.time_bins, span).amax(-1)
         x = self.drop(F.relu(self.fc1(x.flatten(1))))
         return self.out(self.drop(F.relu(self.fc2(x))))
@@ -450,8 +450,15 @@ class SpectrogramCNN:
         self.multi_label, self.fps = multi_label, frames_per_second
         longest = int(max(mask.sum(1).max(), 1))
         self.window = max(1, round(self.window_s * frames_per_second)) if self.window_s else longest
-        self.net = self.build(x.shape[2], y.shape[1]).to(self.device)
+        self.net, self.n_classes = self.build(x.shape[2], y.shape[1]).to(self.device), y.shape[1]
         self.size = model_size(self.net, x.shape[2], frames_per_second)
+        try:
+            count_macs(self.net, (1, 1, x.shape[2], self.window))
+        except RuntimeError as e:
+            raise ParamsError(
+                f"params.yaml: models.{self.name}.window_s: {self.window} frames are too few for this network "
+                f"({str(e).splitlines()[0]}); use a longer window"
+            ) from None
         params = [p for p in self.net.parameters() if p.requires_grad]
         if self.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
@@ -509,7 +516,7 @@ class SpectrogramCNN:
             for b in range(0, len(xt), self.batch):
                 xb = self._windows(xt[b : b + self.batch], lengths[b : b + self.batch], None, False)
                 out.append(self._probs(self.net(xb.to(self.device)).float()).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
 
 
 class CNN(SpectrogramCNN):
@@ -611,3 +618,8 @@ def check_cnn_options(name: str, options: dict | None) -> dict:
 def build_cnn(name: str, options: dict) -> SpectrogramCNN:
     cls, fixed = CNNS[name]
     return cls(**fixed, **options)
+
+
+def size_of(name: str, options: dict, n_mels: int, n_classes: int, frames_per_second: int) -> dict:
+    """``model_size`` of model ``name`` as it will train (built on the CPU, not trained)."""
+    return model_size(build_cnn(name, options).build(n_mels, n_classes), n_mels, frames_per_second)

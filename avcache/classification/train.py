@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avcache.classification.cnns import CNNS, build_cnn, describe_size
+from avcache.classification.cnns import CNNS, build_cnn, describe_size, size_of
 from avcache.classification.heads import HEADS, Transform, check_options, load_inputs, plan_folds
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
@@ -54,12 +54,15 @@ def train(
     else:
         x, mask, usable = load_inputs(ds, caches)
     plans = plan_folds(ds, usable)
+    model_size = None
+    if cnn:  # the size before hours of training, where the student sees it
+        model_size = size_of(name, options, x.shape[2], ds.labels.shape[1], fps)
+        print(describe_size(name, model_size), flush=True)
     head_options = {k: v for k, v in options.items() if k not in ("inputs", "pca")}
     n, c = len(ds.video_ids), ds.labels.shape[1]
     test_probs = np.full((len(seeds), n, c), np.nan, np.float32)
     val_probs = np.full((len(seeds), len(plans), n, c), np.nan, np.float32)
     summary = []
-    model_size = None
     live = None
     if live_dir is not None:
         from dvclive import Live
@@ -86,9 +89,6 @@ def train(
                 lambda e, v, curve=curve, **more: curve.append((e, v, more)),
                 **extra,
             )
-            if cnn and model_size is None:
-                model_size = head.size
-                bar.write(describe_size(name, model_size))
             test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
             val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
             if live is not None and name != "linear":  # linear: val score per C, in training.json
