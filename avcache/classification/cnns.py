@@ -466,7 +466,11 @@ class SpectrogramCNN:
             opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.max_epochs) if self.schedule == "cosine" else None
         loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
-        xt, lengths, target = torch.from_numpy(x * mask[..., None]), mask.sum(1), torch.from_numpy(y.astype(np.float32))
+        xt, lengths, target = (
+            torch.from_numpy(x * mask[..., None]),
+            torch.from_numpy(mask.sum(1)),
+            torch.from_numpy(y.astype(np.float32)),
+        )
         vx, vm, vy = val
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
@@ -511,7 +515,7 @@ class SpectrogramCNN:
 
     def predict(self, x, mask) -> np.ndarray:
         self.net.eval()
-        xt, lengths, out = torch.from_numpy(x * mask[..., None]), mask.sum(1), []
+        xt, lengths, out = torch.from_numpy(x * mask[..., None]), torch.from_numpy(mask.sum(1)), []
         with torch.no_grad():
             for b in range(0, len(xt), self.batch):
                 xb = self._windows(xt[b : b + self.batch], lengths[b : b + self.batch], None, False)
