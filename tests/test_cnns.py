@@ -228,8 +228,8 @@ def test_options_are_checked_naming_the_param(tmp_path):
 
 @pytest.mark.slow
 def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_path, monkeypatch, capsys):
-    """train + evaluate on a 2-class clip dataset of real log-mels, the spectrogram reader of the
-    contract (helper E's, not merged here) stood in for by a cache of [T, mels] rows."""
+    """train + evaluate on a 2-class clip dataset of real log-mels (librosa's), the contract's
+    spectrogram reader stood in for by a cache of [T, mels] rows."""
     from avcache.classification.evaluate import evaluate
     from avcache.classification.train import train
     from avcache.contract import cache
@@ -247,9 +247,7 @@ def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_p
     with CacheWriter(tmp_path / "logmel.h5", ids, x.shape[1:], {"name": "logmel"}) as w:
         for i, row in enumerate(x):
             w.write(i, row)
-    monkeypatch.setattr(
-        cache, "read_spectrograms", lambda p, d: (read_features(p, d), np.full(n, x.shape[1]), FPS), raising=False
-    )
+    monkeypatch.setattr(cache, "read_spectrograms", lambda p, d: (read_features(p, d), np.full(n, x.shape[1]), FPS))
     options = check_options("lowcomplexity", {"max_epochs": 2, "width": 8, "batch_size": 4})
     spec = tmp_path / "logmel.h5"
     train("lowcomplexity", options, [0], ds, spec, spec, tmp_path / "m", tmp_path / "live", False, "cpu")
@@ -266,39 +264,33 @@ def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_p
     assert {"fold1/seed0/train/loss.tsv", "fold1/seed0/val/loss.tsv", "fold1/seed0/val/acc.tsv"} <= logged
 
 
-def test_augmentation_goes_through_one_hook_in_training_only(esc10_two_classes, monkeypatch):
-    """``augment_batch`` calls ``avcache.classification.augment.apply`` (helper E's module; a stub
-    here) with the batch, soft labels, the seeded generator and the options, never in predict."""
-    import sys
-    import types
+def test_augmentation_goes_through_the_augmenter_in_training_only(esc10_two_classes, monkeypatch):
+    """``models.<name>.augment`` trains through ``avcache.classification.augment.Augment`` (its
+    crop to the trainer's window, SpecAugment, mixup), seeded, and never touches prediction."""
+    from avcache.classification import augment
 
     calls = []
+    real = augment.Augment.__call__
 
-    def apply(x, y, gen, options):
-        calls.append((tuple(x.shape), tuple(y.shape), isinstance(gen, torch.Generator), options))
-        return x.flip(-1), y
+    def spy(self, x, y, valid):
+        calls.append((tuple(x.shape), self.opts.window))
+        return real(self, x, y, valid)
 
-    monkeypatch.setitem(sys.modules, "avcache.classification.augment", types.SimpleNamespace(apply=apply))
+    monkeypatch.setattr(augment.Augment, "__call__", spy)
     x, mask, y = esc10_two_classes
-    model, _ = fit(
-        "lowcomplexity", (x[:4], mask[:4], y[:4]), max_epochs=1, width=4, batch_size=2, augment={"mixup": 0.2}
-    )
-    assert calls == [((2, 1, MELS, 3 * FPS), (2, 2), True, {"mixup": 0.2})] * 2
-    model.predict(x[:4], mask[:4])
+    data = (x[:4], mask[:4], y[:4])
+    opts = {"freq_masks": 1, "freq_width": 4, "time_masks": 1, "time_width": 10, "mixup_alpha": 0.4}
+    a, _ = fit("lowcomplexity", data, max_epochs=1, width=4, batch_size=2, augment=opts)
+    assert calls == [((2, 5 * FPS, MELS), 3 * FPS)] * 2  # whole clips in, the trainer's 3-s window
+    a.predict(*data[:2])
     assert len(calls) == 2
-    monkeypatch.delitem(sys.modules, "avcache.classification.augment")
-    monkeypatch.setattr("builtins.__import__", _no_augment(__import__))
-    with pytest.raises(ParamsError, match=r"augment option is set but this checkout has no"):
-        fit("lowcomplexity", (x[:4], mask[:4], y[:4]), max_epochs=1, width=4, augment={"mixup": 0.2})
-
-
-def _no_augment(real):
-    def imp(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "avcache.classification" and "augment" in (fromlist or ()):
-            raise ImportError("no augment")
-        return real(name, globals, locals, fromlist, level)
-
-    return imp
+    b, _ = fit("lowcomplexity", data, max_epochs=1, width=4, batch_size=2, augment=opts)
+    plain, _ = fit("lowcomplexity", data, max_epochs=1, width=4, batch_size=2)
+    sa, sb, sp = (m.net.state_dict() for m in (a, b, plain))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sp[k]) for k in sa)
+    with pytest.raises(ParamsError, match=r"models\.lowcomplexity\.augment: unknown key\(s\) \['freq_maskz'\]"):
+        check_options("lowcomplexity", {"augment": {"freq_maskz": 1}})
 
 
 def test_bf16_training_runs_and_a_missing_gpu_is_one_line(esc10_two_classes):

@@ -367,20 +367,31 @@ def describe_size(name: str, size: dict) -> str:
 # --- augmentation hook --------------------------------------------------------------------------
 
 
-def augment_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, options: dict | None):
-    """The one place training augments a batch ([B, 1, mels, frames], soft labels [B, C]):
-    identity without options; with them, ``avcache.classification.augment`` (SpecAugment, mixup,
-    shifts; seeded by ``gen``) when this checkout has it."""
+def augmenter(options: dict | None, window: int, seed: int, device, where: str):
+    """``avcache.classification.augment.Augment`` for ``models.<name>.augment`` (None: no
+    augmentation). Its ``window`` defaults to the trainer's, so the random crop (or shift of a
+    shorter clip) is the augmenter's when it is on."""
     if not options:
-        return x, y
-    try:
-        from avcache.classification import augment
-    except ImportError:
-        raise ParamsError(
-            "params.yaml: an augment option is set but this checkout has no avcache.classification.augment; "
-            "set augment: null"
-        ) from None
-    return augment.apply(x, y, gen, options)
+        return None
+    import dataclasses
+
+    from avcache.classification import augment
+
+    opts = augment.options(options, where)
+    if opts.window is None:
+        opts = dataclasses.replace(opts, window=window)
+    return augment.Augment(opts, seed, device)
+
+
+def training_batch(x, y, lengths, aug, windows, device):
+    """The one place a training batch is made: frames [B, T, M] with valid ``lengths`` and soft
+    labels [B, C] -> network input [B, 1, M, window] and labels on ``device``. With an augmenter:
+    its crop / shift, SpecAugment and mixup (on the device, from its generator); without:
+    ``windows`` (the trainer's seeded random crop)."""
+    if aug is None:
+        return windows().to(device), y.to(device)
+    xa, ya, _ = aug(x.to(device), y.to(device), lengths)
+    return xa.transpose(1, 2).unsqueeze(1), ya
 
 
 # --- the trainer --------------------------------------------------------------------------------
@@ -389,8 +400,9 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, option
 class SpectrogramCNN:
     """Trains one network on one fold: AdamW or SGD, optional cosine schedule, early stopping on
     the validation loss (``patience`` epochs), the best epoch's weights kept. ``window_s``: the
-    seconds each training example crops (null: the longest clip). ``train.device`` and
-    ``train.precision`` (bf16: autocast of the training steps) come from the protocol."""
+    seconds each training example crops (null: the longest clip). ``augment``: the options of
+    ``avcache.classification.augment`` (null: none). ``train.device`` and ``train.precision``
+    (bf16: autocast of the training steps) come from the protocol."""
 
     default_batch = 32
 
@@ -475,6 +487,7 @@ class SpectrogramCNN:
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
         )
+        aug = augmenter(self.augment, self.window, seed, self.device, f"models.{self.name}.augment")
         n = len(xt)
         self.batch = max(1, min(self.batch_size, n))
         self.steps, self.epochs = 0, 0
@@ -485,9 +498,16 @@ class SpectrogramCNN:
             order, total = torch.randperm(n, generator=gen), 0.0
             for b in range(0, n, self.batch):
                 i = order[b : b + self.batch]
-                xb, yb = augment_batch(self._windows(xt[i], lengths[i], gen, True), target[i], gen, self.augment)
+                xb, yb = training_batch(
+                    xt[i],
+                    target[i],
+                    lengths[i],
+                    aug,
+                    lambda i=i: self._windows(xt[i], lengths[i], gen, True),
+                    self.device,
+                )
                 with autocast:
-                    loss = loss_fn(self.net(xb.to(self.device)).float(), yb.to(self.device))
+                    loss = loss_fn(self.net(xb).float(), yb)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -616,6 +636,10 @@ def check_cnn_options(name: str, options: dict | None) -> dict:
     check_keys(where, given, own | shared)
     check_call(cls, {k: v for k, v in given.items() if k in own}, where, skip=("kw", *fixed))
     check_call(SpectrogramCNN, {k: v for k, v in given.items() if k in shared}, where)
+    if given.get("augment"):
+        from avcache.classification import augment
+
+        augment.options(given["augment"], f"{where}.augment")
     return given
 
 

@@ -162,14 +162,7 @@ def load_spectrograms(ds: ClipDataset, audio: Path) -> tuple[np.ndarray, np.ndar
     spectrogram audio cache (``logmel`` / ``mfcc``)."""
     from avcache.contract import cache
 
-    if not hasattr(cache, "read_spectrograms"):
-        raise P.ParamsError(
-            "the CNN models train on a spectrogram audio cache (logmel / mfcc), and this checkout's "
-            "avcache.contract.cache has no read_spectrograms yet"
-        )
-    x, valid_frames, fps = cache.read_spectrograms(audio, ds)
-    if x.ndim != 3:
-        raise CacheError(f"{audio}: not a spectrogram cache (expected frames x mel bands per clip, got {x.shape})")
+    x, valid_frames, fps = cache.read_spectrograms(audio, ds)  # a CacheError names a cache of another layout
     usable = cache.read_valid(audio, ds)[0]
     mask = np.arange(x.shape[1])[None, :] < np.asarray(valid_frames)[:, None]
     return x.astype(np.float32, copy=False), mask, usable, int(fps)
