@@ -16,8 +16,9 @@ Where things are (each part depends only on the ones above it):
 - ``extraction/``:     the extractors (registry), reductions, work store, engines, the stage, plan.
 - ``localization/``:   the AVE task, event localization: AV-att / DMRN models, training, evaluation,
                        attention.
-- ``classification/``: the clip task, clip classification: heads on cached embeddings, the fold
-                       protocol, training, evaluation (metrics), attention (none: a README says why).
+- ``classification/``: the clip task, clip classification: heads on cached embeddings, CNNs on
+                       cached spectrograms (``cnns``), the fold protocol, training, evaluation
+                       (metrics), attention (none: a README says why).
 - ``cli``:             ``avcache <command>`` (``python -m avcache``), what ``dvc.yaml`` runs; ``train``,
                        ``evaluate`` and ``attention`` run the task of the dataset file's kind.
 - ``metrics``:         metrics and result tables that both tasks' evaluations write.
