@@ -10,6 +10,7 @@ from helpers import SHARED
 
 from avcache.classification import cnns
 from avcache.classification.heads import check_options
+from avcache.contract import params as P
 from avcache.contract.params import ParamsError
 
 ESC10 = SHARED / "data" / "esc10"
@@ -227,29 +228,31 @@ def test_options_are_checked_naming_the_param(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_path, monkeypatch, capsys):
-    """train + evaluate on a 2-class clip dataset of real log-mels (librosa's), the contract's
-    spectrogram reader stood in for by a cache of [T, mels] rows."""
+def test_the_clip_protocol_trains_a_cnn_on_a_real_logmel_cache(tmp_path, capsys):
+    """Real ESC-10 clips (dog bark, rain; one of each per fold) through the real `logmel`
+    extraction stage, then train + evaluate: metrics, confusion, curves and the model size."""
+    import shutil
+
     from avcache.classification.evaluate import evaluate
     from avcache.classification.train import train
-    from avcache.contract import cache
-    from avcache.contract.cache import CacheWriter, read_features
-    from avcache.contract.dataset import ClipDataset, write_dataset
+    from avcache.contract.dataset import read_dataset, write_dataset
+    from avcache.datasets.clips import load_clips
+    from avcache.extraction import stage as run
 
-    x, y = esc10_logmels(4)  # dog, rain, dog, ...: each fold below holds one of each
-    n = len(x)
-    ids = [f"clips/c{i:02d}.ogg" for i in range(n)]
-    folds = np.repeat([1, 2, 3, 4], 2)
-    ds = ClipDataset(
-        ids, ["dog", "rain"], y, np.full(n, -1, np.int8), paths=ids, seconds=np.full(n, 5), folds=folds, groups=ids
-    )
-    write_dataset(ds, tmp_path / "dataset.h5")
-    with CacheWriter(tmp_path / "logmel.h5", ids, x.shape[1:], {"name": "logmel"}) as w:
-        for i, row in enumerate(x):
-            w.write(i, row)
-    monkeypatch.setattr(cache, "read_spectrograms", lambda p, d: (read_features(p, d), np.full(n, x.shape[1]), FPS))
+    root = tmp_path / "clips"
+    rows = ["path,label,fold,group"]
+    for cls, label in (("001 - Dog bark", "dog"), ("002 - Rain", "rain")):
+        for fold in (1, 2, 3, 4):
+            f = sorted((ESC10 / cls).glob(f"{fold}-*.ogg"))[0]
+            (root / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, root / label / f.name)
+            rows.append(f"{label}/{f.name},{label},{fold},{f.stem.rsplit('-', 1)[0]}")
+    (root / "clips.csv").write_text("\n".join(rows) + "\n")
+    write_dataset(load_clips(root, "csv", max_seconds=5), tmp_path / "dataset.h5")
+    ds = read_dataset(tmp_path / "dataset.h5")
+    options = {**P.section(P.load(), "extractors.logmel"), "n_mels": 40}
+    spec = run.run("audio", "logmel", options, ds, ds.videos, tmp_path / "logmel.h5", progress=False, device="cpu")
     options = check_options("lowcomplexity", {"max_epochs": 2, "width": 8, "batch_size": 4})
-    spec = tmp_path / "logmel.h5"
     train("lowcomplexity", options, [0], ds, spec, spec, tmp_path / "m", tmp_path / "live", False, "cpu")
     out = capsys.readouterr().out
     assert "lowcomplexity: " in out and "KB non-zero (DCASE 2021 1a limit 128 KB: within)" in out
@@ -257,7 +260,7 @@ def test_the_clip_protocol_trains_a_cnn_on_every_fold_and_records_its_size(tmp_p
     assert [r["test_fold"] for r in info["runs"]] == [1, 2, 3, 4]
     assert info["model_size"]["dcase2021_nonzero_bytes"] <= 128_000
     metrics = evaluate(tmp_path / "dataset.h5", tmp_path / "m", tmp_path / "r", tmp_path / "live")
-    assert metrics["test_clips"] == n and metrics["model_size"] == info["model_size"]
+    assert metrics["test_clips"] == 8 and metrics["model_size"] == info["model_size"]
     assert (tmp_path / "r" / "confusion.png").is_file() and (tmp_path / "r" / "curves.png").is_file()
     metrics_dir = tmp_path / "live" / "plots" / "metrics"
     logged = {p.relative_to(metrics_dir).as_posix() for p in metrics_dir.rglob("*.tsv")}
