@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--esc10", type=Path, default=SHARED / "data" / "esc10")
     ap.add_argument("--tflite", type=Path, default=SHARED / "weights" / "yamnet-int8.tflite")
     ap.add_argument("--out", type=Path, default=Path("/tmp/esc10-bench"))
-    ap.add_argument("--per-class", type=int, default=None, help="a subset: N clips of each class, evenly spaced in name order (so across folds)")
+    ap.add_argument("--per-class", type=int, default=None, help="N clips per class, spread over the folds")
     a = ap.parse_args()
     cfg = P.load()
     root = esc10_csv(a.esc10, a.out / "data", a.per_class)
