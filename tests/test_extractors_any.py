@@ -72,6 +72,13 @@ def test_hear_module_through_the_stage_and_cache(hear_file, demo_ds, tmp_path):
     assert prov["module"] == "hear_tiny" and prov["module_version"] == "0.0.1"
 
 
+def test_hear_module_that_loads_its_own_weights_says_so():
+    ex = extractors.create("hear", {"module": "hear_tiny", "module_loads_weights": True})
+    d = ex.describe()
+    assert d["weights"] == "loaded by hear_tiny itself" and d["weights_sha256"] is None
+    assert ex.embed(step_signal(16000))[0].shape == (40, 6)
+
+
 def test_hear_refuses_what_it_cannot_run(hear_file, tmp_path):
     with pytest.raises(WeightsNotFound, match="set extractors.hear.model_file .* random weights"):
         extractors.create("hear", {"module": "hear_tiny"})
