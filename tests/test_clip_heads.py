@@ -240,6 +240,22 @@ def test_neural_batch_is_capped_for_small_sets_and_patience_counts_epochs():
     assert head.batch == 30 and head.steps == 8 * head.epochs  # 240 / 8, not one batch of 256
     assert head.epochs == head.best_epoch + 1 + 3  # stopped after 3 epochs without a better val loss
     assert clips.MLP(batch_size=1000).fit(x, mask, y, val, 0, False, lambda e, v: None).batch == 240
+
+
+def test_neural_heads_refit_on_training_and_validation_for_the_best_epoch_count():
+    """The validation fold trains too, once it has chosen the epoch count (as linear's refit)."""
+    rng = np.random.default_rng(0)
+    y = np.eye(2, dtype=np.uint8)[np.arange(120) % 2]
+    x = (rng.normal(0, 1, (120, 2, 4)) + 0.8 * y.argmax(1)[:, None, None]).astype(np.float32)
+    mask = np.ones((120, 2), bool)
+    val = (x[:40], mask[:40], y[:40])
+    refit = clips.MLP(hidden=8, patience=3, max_epochs=30).fit(x[40:], mask[40:], y[40:], val, 0, False, print)
+    assert refit.n_fit == 120 and refit.refit_epochs == refit.best_epoch + 1
+    kept = clips.MLP(hidden=8, patience=3, max_epochs=30, refit=False).fit(
+        x[40:], mask[40:], y[40:], val, 0, False, lambda e, v: None
+    )
+    assert kept.n_fit == 80 and kept.refit_epochs == 0 and kept.best_epoch == refit.best_epoch
+    assert not np.allclose(refit.predict(x, mask), kept.predict(x, mask))
     clips.check_options("mlp", {"batch_size": 32, "patience": 5})
     with pytest.raises(Exception, match="batch_size"):
         clips.check_options("mlp", {"batch_size": "big"})

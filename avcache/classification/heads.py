@@ -206,7 +206,9 @@ class _Torch:
 
     ``patience`` counts epochs without a better validation loss. The batch is ``batch_size``
     capped at the training set; unset, min(default, max(16, n / 8)), so a small training set
-    gets about 8 optimiser steps per epoch rather than one."""
+    gets about 8 optimiser steps per epoch rather than one. ``refit`` (default): once the best
+    epoch is known, a fresh network (same seed) trains on training + validation clips for that
+    many epochs, so the validation fold is used for training too, as the linear probe's refit."""
 
     default_batch = 64
 
@@ -217,6 +219,7 @@ class _Torch:
         max_epochs: int = 500,
         patience: int = 20,
         dropout: float = 0.1,
+        refit: bool = True,
     ):
         self.lr, self.batch_size, self.max_epochs, self.patience, self.dropout = (
             lr,
@@ -225,47 +228,70 @@ class _Torch:
             patience,
             dropout,
         )
+        self.refit = refit
         if batch_size is not None and batch_size < 1 or patience < 1 or max_epochs < 1:
             raise ParamsError("clip head: batch_size, patience and max_epochs must be >= 1")
 
-    def fit(self, x, mask, y, val, seed, multi_label, log):
+    def _train(self, x, mask, y, seed, epochs, after_epoch=None):
+        """A fresh network trained for at most ``epochs``; ``after_epoch(epoch)`` returning True stops."""
         gen = runtime.deterministic(seed)
-        self.multi_label = multi_label
         self.net = self.build(x.shape[-1], y.shape[1])
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
-        target = torch.from_numpy(y.astype(np.float32)) if multi_label else torch.from_numpy(y.argmax(1))
+        target = torch.from_numpy(y.astype(np.float32)) if self.multi_label else torch.from_numpy(y.argmax(1))
         xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
-        vx, vm, vy = (torch.from_numpy(a) for a in val)
-        vtarget = vy.float() if multi_label else vy.argmax(1)
         n = len(xt)
-        batch = self.batch_size or min(self.default_batch, max(16, n // 8))
-        self.batch = max(1, min(batch, n))
-        self.steps, self.epochs = 0, 0
-        best, best_state, self.best_epoch, waited = float("inf"), None, -1, 0
-        for epoch in range(self.max_epochs):
+        for epoch in range(epochs):
             self.net.train()
             self.epochs = epoch + 1
             order = torch.randperm(n, generator=gen)
             for b in range(0, n, self.batch):
                 i = order[b : b + self.batch]
                 self.steps += 1
-                loss = loss_fn(self.net(xt[i], mt[i]), target[i])
+                loss = self.loss_fn(self.net(xt[i], mt[i]), target[i])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+            if after_epoch is not None and after_epoch(epoch):
+                break
+
+    def fit(self, x, mask, y, val, seed, multi_label, log):
+        self.multi_label = multi_label
+        self.loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
+        vx, vm, vy = (torch.from_numpy(a) for a in val)
+        vtarget = vy.float() if multi_label else vy.argmax(1)
+        batch = self.batch_size or min(self.default_batch, max(16, len(x) // 8))
+        self.batch = max(1, min(batch, len(x)))
+        self.steps, self.epochs = 0, 0
+        state = {"best": float("inf"), "weights": None, "waited": 0}
+        self.best_epoch = -1
+
+        def after_epoch(epoch: int) -> bool:
             self.net.eval()
             with torch.no_grad():
-                val_loss = loss_fn(self.net(vx, vm), vtarget).item()
+                val_loss = self.loss_fn(self.net(vx, vm), vtarget).item()
             log(epoch, val_loss)
-            if val_loss < best:
-                best, self.best_epoch, waited = val_loss, epoch, 0
-                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
+            if val_loss < state["best"]:
+                state.update(best=val_loss, waited=0, weights={k: v.clone() for k, v in self.net.state_dict().items()})
+                self.best_epoch = epoch
+                return False
+            state["waited"] += 1
+            return state["waited"] >= self.patience
+
+        self._train(x, mask, y, seed, self.max_epochs, after_epoch)
+        self.n_fit, self.refit_epochs = len(x), 0
+        if self.refit and len(val[0]):
+            epochs, steps = self.epochs, self.steps
+            self._train(
+                np.concatenate([x, val[0]]),
+                np.concatenate([mask, val[1]]),
+                np.concatenate([y, val[2]]),
+                seed,
+                self.best_epoch + 1,
+            )
+            self.n_fit += len(val[0])
+            self.refit_epochs, self.epochs, self.steps = self.epochs, epochs, steps
+        else:
+            self.net.load_state_dict(state["weights"])
         return self
 
     def predict(self, x, mask) -> np.ndarray:
@@ -286,10 +312,11 @@ class MLP(_Torch):
         batch_size: int | None = None,
         max_epochs: int = 500,
         patience: int = 20,
+        refit: bool = True,
         inputs: Literal["audio", "visual", "both"] = "audio",
         pca: int | None = None,
     ):
-        super().__init__(lr, batch_size, max_epochs, patience, dropout)
+        super().__init__(lr, batch_size, max_epochs, patience, dropout, refit)
         self.hidden = hidden
 
     default_batch = 256
@@ -320,10 +347,11 @@ class Temporal(_Torch):
         batch_size: int | None = None,
         max_epochs: int = 200,
         patience: int = 20,
+        refit: bool = True,
         inputs: Literal["audio", "visual", "both"] = "audio",
         pca: int | None = None,
     ):
-        super().__init__(lr, batch_size, max_epochs, patience, dropout)
+        super().__init__(lr, batch_size, max_epochs, patience, dropout, refit)
         self.hidden = hidden
 
     def build(self, d, c):

@@ -116,7 +116,16 @@ def train(
                             "refit_on": head.n_fit,
                         }
                         if name == "linear"
-                        else {"batch_size": head.batch, "epochs": head.epochs, "steps": head.steps}
+                        else {
+                            "batch_size": head.batch,
+                            "epochs": head.epochs,
+                            "steps": head.steps,
+                            **(
+                                {"refit_on": head.n_fit, "refit_epochs": head.refit_epochs}
+                                if hasattr(head, "n_fit")
+                                else {}
+                            ),
+                        }
                     ),
                 }
             )
