@@ -119,34 +119,62 @@ def fingerprint(stage: str) -> dict:
     return {"stage": stage, "sha256": total, "files": files}
 
 
-def write_all(out_dir: Path) -> list[Path]:
+def selection(cfg: dict) -> dict[str, dict]:
+    """modality -> what its extraction stage runs: the extractor params.yaml selects for it, that
+    extractor's options and its code. dvc.yaml's ``extract@<modality>`` depends on this file
+    (``lineage/extract/<modality>.json``), since DVC cannot interpolate ``extractors.${${item}}``:
+    the stage re-runs exactly when the selected extractor, its options or its code change."""
+    from avcache.contract import params as P
+
+    out = {}
+    for modality in P.selected_inputs(cfg):
+        name = cfg[modality]
+        code = fingerprint(f"extract/{name}")
+        out[modality] = {
+            "stage": f"extract/{modality}",
+            "extractor": name,
+            "options": cfg.get("extractors", {}).get(name),
+            "sha256": code["sha256"],
+            "files": code["files"],
+        }
+    return out
+
+
+def write_all(out_dir: Path, cfg: dict | None = None) -> list[Path]:
+    """Every stage's ``<stage>.json``, and with params.yaml (``cfg``) each selected modality's."""
+    documents = {stage: fingerprint(stage) for stage in stages()}
+    if cfg is not None:
+        documents.update({f"extract/{m}": doc for m, doc in selection(cfg).items()})
     written = []
-    for stage in stages():
+    for stage, doc in documents.items():
         path = out_dir / f"{stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(fingerprint(stage), indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         written.append(path)
     return written
 
 
-def check_selection(path: Path = Path("params.yaml")) -> None:
-    """params.yaml's ``audio`` and ``visual`` name registered extractors (when the file is here).
+def check_selection(path: Path = Path("params.yaml")) -> dict | None:
+    """params.yaml (None when it is not here), once ``inputs`` and ``demos`` are valid lists and
+    each modality in ``inputs`` names a registered extractor (``audio``, ``visual``).
 
-    The ``lineage`` stage runs before every extraction stage and depends on these two params, so
+    The ``lineage`` stage runs before every extraction stage and depends on these params, so
     ``-S audio=<typo>`` stops here with the registered names, not at DVC's check of the extraction
-    stage's dependencies (a missing ``lineage/extract/<typo>.json``)."""
+    stage's dependencies."""
     from avcache.contract import params as P
     from avcache.extraction.extractors import REGISTRY
 
     if not path.is_file():
-        return
+        return None
     cfg = P.load(path)
-    for modality in ("audio", "visual"):
+    P.selected_demos(cfg)
+    for modality in P.selected_inputs(cfg):
         name = cfg.get(modality)
         if name not in REGISTRY:
             raise P.ParamsError(
                 f"{path}: {modality}: unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}"
             )
+    return cfg
 
 
 def main(argv=None) -> None:
@@ -161,10 +189,10 @@ def main(argv=None) -> None:
     from avcache.contract.params import ParamsError
 
     try:
-        check_selection()
+        cfg = check_selection()
     except ParamsError as e:
         raise SystemExit(f"lineage: {e}") from None
-    print(f"lineage: {len(write_all(Path(a.out)))} stages -> {a.out}/")
+    print(f"lineage: {len(write_all(Path(a.out), cfg))} stages -> {a.out}/")
 
 
 if __name__ == "__main__":

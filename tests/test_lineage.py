@@ -88,13 +88,12 @@ def test_dvc_yaml_code_deps_are_the_lineage_files(tmp_path, audio, visual):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(audio=audio, visual=visual)
     deps = resolved_stages(tmp_path, params)
-    assert deps["lineage"] == [*lineage.PACKAGES, "params.yaml"]  # params: audio, visual (checked there)
+    assert deps["lineage"] == [*lineage.PACKAGES, "params.yaml"]  # params: inputs, audio, visual, ... (checked there)
     expect = {
-        "demo": "demo",
-        "clip_demo": "demo",
+        "demos@demo": "demo",
         "dataset": "dataset",
-        "extract_audio": f"extract/{audio}",
-        "extract_visual": f"extract/{visual}",
+        "extract@audio": "extract/audio",  # which extractor, its options and code: lineage.selection
+        "extract@visual": "extract/visual",
         "train": "train",
         "evaluate": "evaluate",
         "attention": "attention",

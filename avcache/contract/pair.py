@@ -32,14 +32,17 @@ class Pair:
         return idx[~drop[idx]]
 
 
-def load_pair(dataset: str | Path | Dataset, audio: str | Path, visual: str | Path) -> Pair:
+def load_pair(dataset: str | Path | Dataset, audio: str | Path | None, visual: str | Path | None) -> Pair:
+    """The caches as arrays; a modality without a cache (None: not in params.yaml ``inputs``) is
+    a zero feature of width 1, which a model that does not read it never looks at."""
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
-    a = read_features(audio, ds)
-    v = read_features(visual, ds)
+    n, t = ds.labels.shape[:2]
+    a = read_features(audio, ds) if audio is not None else np.zeros((n, t, 1), np.float32)
+    v = read_features(visual, ds) if visual is not None else np.zeros((n, t, 1), np.float32)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
     excluded = np.zeros(len(a), bool)
     masked = np.zeros(len(a), bool)
-    for path in (audio, visual):
+    for path in (p for p in (audio, visual) if p is not None):
         valid, policy = read_valid(path, ds)
         (excluded if policy == "exclude" else masked)[~valid] = True
     return Pair(a, v, ds.labels.astype(np.float32), ds, excluded, masked & ~excluded)

@@ -2,6 +2,8 @@
 
     python -m avcache extract audio musicnn --dataset features/dataset.h5 --out features/audio/musicnn.h5
     # reads params.yaml `extractors.musicnn` and `extract`
+    python -m avcache extract audio --dataset features/dataset.h5 --out features/audio
+    # the DVC stage: the extractor params.yaml `audio` names, into features/audio/<name>.h5
 
 Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
 Where the model runs (``extract.device``, ``extract.precision``) and what computes the rows
@@ -100,8 +102,8 @@ class WorkStore(WorkDir):
     a video that was fixed or replaced is tried again.
     """
 
-    def __init__(self, out: Path, key: str):
-        super().__init__(out.parent, f".{out.stem}.work-", key)
+    def __init__(self, out: Path, key: str, parent: Path | None = None):
+        super().__init__(out.parent if parent is None else parent, f".{out.stem}.work-", key)
         (self.dir / "rows").mkdir(exist_ok=True)
         shutil.rmtree(self.dir / "failed", ignore_errors=True)
         (self.dir / "failed").mkdir()
@@ -222,12 +224,14 @@ def run(
     engine: str = "local",
     decode_workers: int | str = "auto",
     ray: RayParams | dict | None = None,
+    work_parent: Path | None = None,
 ) -> Path:
     """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
 
     ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
     ``extract`` options; the rows, the report and the published cache do not depend on the
-    engine (nor on its settings)."""
+    engine (nor on its settings). ``work_parent``: where the work folder goes (default: beside
+    the cache; the DVC stage puts it outside its output folder, which DVC empties before a run)."""
     P.check_value("extract.on_failure", on_failure, P.OnFailure)
     if not isinstance(ray, RayParams):
         ray = P.from_params(RayParams, ray, "extract.ray")
@@ -261,16 +265,31 @@ def run(
             progress,
             on_failure,
             storage,
+            work_parent,
         )
     finally:
         backend.close()
 
 
 def _run(
-    backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out, progress, on_failure, storage
+    backend,
+    modality,
+    name,
+    options,
+    reduction,
+    reduction_cfg,
+    dataset,
+    videos,
+    out,
+    progress,
+    on_failure,
+    storage,
+    work_parent=None,
 ) -> Path:
     ids = dataset.video_ids
-    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
+    work = WorkStore(
+        out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime), work_parent
+    )
     relative = dataset.relative_paths()
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
@@ -422,13 +441,30 @@ def write_report(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("modality", choices=["audio", "visual"])
-    ap.add_argument("name", help="a registered extractor (params.yaml extractors.<name> holds its options)")
+    ap.add_argument(
+        "name",
+        nargs="?",
+        help="a registered extractor (params.yaml extractors.<name> holds its options); "
+        "default: the one params.yaml <modality> names",
+    )
     ap.add_argument("--dataset", required=True, help="the dataset file (features/dataset.h5)")
-    ap.add_argument("--out", required=True, help="the cache to write (features/<modality>/<name>.h5)")
+    ap.add_argument(
+        "--out",
+        required=True,
+        help="the cache to write (features/<modality>/<name>.h5), or a folder (no .h5 suffix) "
+        "that receives <name>.h5 and <name>.report.json",
+    )
     a = ap.parse_args(argv)
-    out = Path(a.out)
+    out, work_parent = Path(a.out), None
     try:
         cfg = P.load()
+        if a.name is None:
+            a.name = cfg.get(a.modality)
+            if not isinstance(a.name, str):
+                raise P.ParamsError(f"params.yaml: {a.modality} must name an extractor, got {a.name!r}")
+        if out.suffix != ".h5":  # the DVC stage's output folder: DVC empties it, so work beside it
+            out.mkdir(parents=True, exist_ok=True)
+            out, work_parent = out / f"{a.name}.h5", out.parent
         stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
         settings = {
             "device": stage.device,
@@ -444,7 +480,17 @@ def main(argv=None) -> None:
             cls.import_cache(dataset, dataset.videos, out)
             write_report(report_path(out), a.modality, a.name, dataset.video_ids, {}, {}, stage.on_failure)
         else:
-            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure, **settings)
+            run(
+                a.modality,
+                a.name,
+                options,
+                dataset,
+                dataset.videos,
+                out,
+                on_failure=stage.on_failure,
+                work_parent=work_parent,
+                **settings,
+            )
     except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
     except OSError as e:
