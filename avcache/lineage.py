@@ -21,12 +21,14 @@ import argparse
 import ast
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 
 from avcache.contract.io import sha256_files
 from avcache.tasks import TASKS
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("avcache",)
 # The CLI dispatches by name (importlib), so it adds only itself and ``avcache.tasks`` (with the
@@ -154,6 +156,30 @@ def write_all(out_dir: Path, cfg: dict | None = None) -> list[Path]:
     return written
 
 
+def check_demos(cfg: dict, path: Path) -> None:
+    """``demos`` lists the demo ``dataset.root`` reads (data/<name>), else the dataset stage would
+    find no folder; a listed demo that no param reads is generated for nothing: a warning."""
+    from avcache.contract import params as P
+
+    demos = P.selected_demos(cfg)
+    root = Path(str(P.section(cfg, "dataset").get("root", "")))
+    for name in P.DEMOS:
+        if root == Path("data") / name and name not in demos:
+            raise P.ParamsError(
+                f"{path}: dataset.root is {root}, the {name} folder, but demos {list(demos)} does not "
+                f"list {name}: add it (-S 'demos=[{name}]') or point dataset.root at your data"
+            )
+    unused = [name for name in demos if root != Path("data") / name]
+    if unused:
+        log.warning(
+            "%s: demos %s are generated but dataset.root is %s: set demos: [] (or leave them out) "
+            "unless you read them yourself",
+            path,
+            unused,
+            root,
+        )
+
+
 def check_selection(path: Path = Path("params.yaml")) -> dict | None:
     """params.yaml (None when it is not here), once ``inputs`` and ``demos`` are valid lists and
     each modality in ``inputs`` names a registered extractor (``audio``, ``visual``).
@@ -167,7 +193,7 @@ def check_selection(path: Path = Path("params.yaml")) -> dict | None:
     if not path.is_file():
         return None
     cfg = P.load(path)
-    P.selected_demos(cfg)
+    check_demos(cfg, path)
     for modality in P.selected_inputs(cfg):
         name = cfg.get(modality)
         if name not in REGISTRY:
