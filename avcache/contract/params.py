@@ -58,10 +58,10 @@ def load(path: str | Path = PARAMS_FILE) -> dict:
 
 # every top-level key params.yaml may hold (the sections above and the selections)
 TOP_LEVEL = (
-    "inputs",
     "audio",
     "visual",
     "model",
+    "inputs",
     "demos",
     "dataset",
     "demo",
