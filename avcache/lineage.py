@@ -25,7 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
-from avcache.contract.io import sha256_files
+from avcache.contract.io import counted, sha256_files
 from avcache.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def main(argv=None) -> None:
         cfg = check_selection()
     except ParamsError as e:
         raise SystemExit(f"lineage: {e}") from None
-    print(f"lineage: {len(write_all(Path(a.out), cfg))} stages -> {a.out}/")
+    print(f"lineage: {counted(len(write_all(Path(a.out), cfg)), 'stage')} -> {a.out}/")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.cache import read_features, read_valid
+from avcache.contract.cache import read_features, read_per_second, read_valid
 from avcache.contract.dataset import Dataset, read_dataset
 
 
 @dataclass
 class Pair:
-    audio: np.ndarray  # [N, T, Da]
+    audio: np.ndarray  # [N, T, Da] (a spectrogram cache's frames averaged per second)
     visual: np.ndarray  # [N, T, R, Dv]: R regions (a cache without a grid is one region)
     labels: np.ndarray  # [N, T, C] float32 one-hot
     dataset: Dataset
@@ -37,7 +37,8 @@ def load_pair(dataset: str | Path | Dataset, audio: str | Path | None, visual: s
     a zero feature of width 1, which a model that does not read it never looks at."""
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
     n, t = ds.labels.shape[:2]
-    a = read_features(audio, ds) if audio is not None else np.zeros((n, t, 1), np.float32)
+    # a spectrogram cache: each second's mean frame
+    a = read_per_second(audio, ds) if audio is not None else np.zeros((n, t, 1), np.float32)
     v = read_features(visual, ds) if visual is not None else np.zeros((n, t, 1), np.float32)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
     excluded = np.zeros(len(a), bool)

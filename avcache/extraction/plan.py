@@ -149,8 +149,8 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
     piped = max(m, d / workers) * len(unique) if workers else serial
     lines.append(
         f"  time on this machine ({extractor.runtime()['device']}, {settings.precision}; "
-        f"{timed} timed video(s)): decode {d:.2f} s + model {m:.2f} s per video -> serial "
-        f"{duration(serial)}, pipelined ({workers} decode workers) about {duration(piped)}"
+        f"{counted(timed, 'timed video')}): decode {d:.2f} s + model {m:.2f} s per video -> serial "
+        f"{duration(serial)}, pipelined ({counted(workers, 'decode worker')}) about {duration(piped)}"
     )
     free = shutil.disk_usage(out_dir if out_dir.exists() else Path(".")).free
     if cache + work > free:
