@@ -300,6 +300,7 @@ def run(
             (device, precision, engine, decode_workers, ray),
             silent,
             before_publish,
+            work_parent,
         )
 
 
@@ -318,6 +319,7 @@ def _run_engine(
     settings,
     silent,
     before_publish,
+    work_parent=None,
 ) -> Path:
     backend = open_engine(name, options, reduction, reduction_cfg, *settings)
     try:
