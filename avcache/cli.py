@@ -21,7 +21,7 @@ from avcache.tasks import TASKS, task_module
 # branch); a command in TASKS runs the module of its dataset file's task
 COMMANDS = {
     "lineage": ("avcache.lineage", None, "write lineage/<stage>.json: the code each stage runs"),
-    "demo": ("avcache.datasets.demo", "portable", "generate the embedded AVE demo (`demo clips`: the clip demo)"),
+    "demo": ("avcache.datasets.demo", "portable", "generate the embedded AVE demo (`demo clip_demo`: the clip demo)"),
     "dataset": ("avcache.datasets.stage", "portable", "read a dataset into features/dataset.h5"),
     "extract": ("avcache.extraction.stage", "portable", "run one extractor over the dataset into its cache"),
     "plan": ("avcache.extraction.plan", "portable", "estimate an extraction's time, FLOPs and disk"),

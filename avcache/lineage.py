@@ -21,12 +21,14 @@ import argparse
 import ast
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 
 from avcache.contract.io import counted, sha256_files
 from avcache.tasks import TASKS
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("avcache",)
 # The CLI dispatches by name (importlib), so it adds only itself and ``avcache.tasks`` (with the
@@ -119,34 +121,86 @@ def fingerprint(stage: str) -> dict:
     return {"stage": stage, "sha256": total, "files": files}
 
 
-def write_all(out_dir: Path) -> list[Path]:
+def selection(cfg: dict) -> dict[str, dict]:
+    """modality -> what its extraction stage runs: the extractor params.yaml selects for it, that
+    extractor's options and its code. dvc.yaml's ``extract@<modality>`` depends on this file
+    (``lineage/extract/<modality>.json``), since DVC cannot interpolate ``extractors.${${item}}``:
+    the stage re-runs exactly when the selected extractor, its options or its code change."""
+    from avcache.contract import params as P
+
+    out = {}
+    for modality in P.selected_inputs(cfg):
+        name = cfg[modality]
+        code = fingerprint(f"extract/{name}")
+        out[modality] = {
+            "stage": f"extract/{modality}",
+            "extractor": name,
+            "options": cfg.get("extractors", {}).get(name),
+            "sha256": code["sha256"],
+            "files": code["files"],
+        }
+    return out
+
+
+def write_all(out_dir: Path, cfg: dict | None = None) -> list[Path]:
+    """Every stage's ``<stage>.json``, and with params.yaml (``cfg``) each selected modality's."""
+    documents = {stage: fingerprint(stage) for stage in stages()}
+    if cfg is not None:
+        documents.update({f"extract/{m}": doc for m, doc in selection(cfg).items()})
     written = []
-    for stage in stages():
+    for stage, doc in documents.items():
         path = out_dir / f"{stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(fingerprint(stage), indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         written.append(path)
     return written
 
 
-def check_selection(path: Path = Path("params.yaml")) -> None:
-    """params.yaml's ``audio`` and ``visual`` name registered extractors (when the file is here).
+def check_demos(cfg: dict, path: Path) -> None:
+    """``demos`` lists the demo ``dataset.root`` reads (data/<name>), else the dataset stage would
+    find no folder; a listed demo that no param reads is generated for nothing: a warning."""
+    from avcache.contract import params as P
 
-    The ``lineage`` stage runs before every extraction stage and depends on these two params, so
+    demos = P.selected_demos(cfg)
+    root = Path(str(P.section(cfg, "dataset").get("root", "")))
+    for name in P.DEMOS:
+        if root == Path("data") / name and name not in demos:
+            raise P.ParamsError(
+                f"{path}: dataset.root is {root}, the {name} folder, but demos {list(demos)} does not "
+                f"list {name}: add it (-S 'demos=[{name}]') or point dataset.root at your data"
+            )
+    unused = [name for name in demos if root != Path("data") / name]
+    if unused:
+        log.warning(
+            "%s: demos %s are generated but dataset.root is %s: set demos: [] (or leave them out) "
+            "unless you read them yourself",
+            path,
+            unused,
+            root,
+        )
+
+
+def check_selection(path: Path = Path("params.yaml")) -> dict | None:
+    """params.yaml (None when it is not here), once ``inputs`` and ``demos`` are valid lists and
+    each modality in ``inputs`` names a registered extractor (``audio``, ``visual``).
+
+    The ``lineage`` stage runs before every extraction stage and depends on these params, so
     ``-S audio=<typo>`` stops here with the registered names, not at DVC's check of the extraction
-    stage's dependencies (a missing ``lineage/extract/<typo>.json``)."""
+    stage's dependencies."""
     from avcache.contract import params as P
     from avcache.extraction.extractors import REGISTRY
 
     if not path.is_file():
-        return
+        return None
     cfg = P.load(path)
-    for modality in ("audio", "visual"):
+    check_demos(cfg, path)
+    for modality in P.selected_inputs(cfg):
         name = cfg.get(modality)
         if name not in REGISTRY:
             raise P.ParamsError(
                 f"{path}: {modality}: unknown extractor {name!r}; registered: {', '.join(sorted(REGISTRY))}"
             )
+    return cfg
 
 
 def main(argv=None) -> None:
@@ -161,10 +215,10 @@ def main(argv=None) -> None:
     from avcache.contract.params import ParamsError
 
     try:
-        check_selection()
+        cfg = check_selection()
     except ParamsError as e:
         raise SystemExit(f"lineage: {e}") from None
-    print(f"lineage: {counted(len(write_all(Path(a.out))), 'stage')} -> {a.out}/")
+    print(f"lineage: {counted(len(write_all(Path(a.out), cfg)), 'stage')} -> {a.out}/")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def collect(names: list[str] | None = None) -> list[Experiment]:
             exp.confusion = [(r["actual"], r["predicted"]) for r in csv.DictReader(io.StringIO(confusion))]
         exp.curves = _curves(rev)
         for modality in ("audio", "visual"):
-            if params.get(modality):
+            if params.get(modality) and modality in params.get("inputs", ["audio", "visual"]):
                 exp.caches[modality] = _provenance(f"features/{modality}/{params[modality]}.h5", rev)
         found.append(exp)
     missing = set(names or []) - {e.name for e in found} - {e.rev for e in found}

@@ -1,7 +1,7 @@
 """Every clip head on the embedded clip demo with both installable extractors (docs/clip-classification.md):
 folds x seeds, mean ± std.
 
-    dvc repro clip_demo && python bench/clip_demo.py --out /tmp/clip-bench
+    python -m avcache demo clip_demo && python bench/clip_demo.py --out /tmp/clip-bench
 
 The caches are built by the extraction stage's own code (musicnn as configured; EfficientNet-Lite0
 as configured but with `mean` instead of `pca`, which a fold dataset cannot fit), then each head

@@ -301,3 +301,74 @@ def vgg19_bf16_cosine(weights: str) -> float:
     """min cosine of bf16 against fp32 VGG-19 features (``weights``: a Keras weights file)."""
     x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     return bf16_close_to_fp32("vgg19", {"weights": weights, "input_size": 64, "frames_per_second": 1}, x)[2]
+
+
+# --- copies of this repository running real DVC ----------------------------------------------
+
+
+class Project:
+    """A copy of this repository in a temporary folder, with git, running real `dvc` commands."""
+
+    def __init__(self, path):
+        import os
+        import sys
+
+        self.path = path
+        self.env = {
+            **os.environ,
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+            "DVC_NO_ANALYTICS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+
+    def sh(self, *cmd, ok=True):
+        import subprocess
+
+        r = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True)
+        if ok:
+            assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return r.stdout + r.stderr
+
+    def ran(self, out):
+        return [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
+
+    def params(self, **changes):
+        import yaml
+
+        params = yaml.safe_load((self.path / "params.yaml").read_text())
+        for key, value in changes.items():
+            node = params
+            *parents, last = key.split("__")
+            for k in parents:
+                node = node[k]
+            node[last] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message):
+        self.sh("git", "add", "-A")
+        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+def copy_repo(path) -> Project:
+    """This repository's source, params and pipeline copied to ``path``: no git, no outputs, no caches."""
+    shutil.copytree(
+        REPO,
+        path,
+        ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
+            ".venv",
+            ".git",
+            "features",
+            "data",
+            "cache",
+            "tmp",
+            "dvc.lock",
+            "__pycache__",
+            "models",
+            "results",
+            "dvclive",
+            "lineage",
+            ".models.work",
+            ".pytest_cache",
+        ),
+    )
+    return Project(path)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import REPO
 
 from avcache.contract.dataset import DatasetError, read_dataset, write_dataset
 from avcache.datasets.clips import load_clips
@@ -204,3 +205,35 @@ def test_one_unreadable_clip_does_not_widen_the_time_axis(tmp_path):
     ds = load_clips(root, "csv")
     assert ds.seconds.tolist() == [3, 3, 3, 3] and ds.max_seconds == 3  # was 10: max_seconds for the unreadable
     assert unfound(ds) == {"missing.wav": "no such file"}  # the dataset stage lists it
+
+
+ESC10 = REPO.parent / "shared" / "data" / "esc10"
+
+
+@pytest.mark.skipif(not ESC10.is_dir(), reason="../shared/data/esc10 not present")
+def test_esc10_reads_the_real_release_with_its_official_folds_and_sources():
+    ds = load_clips(ESC10, "esc10")
+    assert len(ds.video_ids) == 400 and ds.class_names[:3] == ["Dog bark", "Rain", "Sea waves"]  # in NNN order
+    assert ds.class_names[-1] == "Fire crackling" and (ds.labels.sum(0) == 40).all()
+    assert np.bincount(ds.folds).tolist() == [0, 80, 80, 80, 80, 80]
+    i = ds.paths.index("001 - Dog bark/1-100032-A.ogg")
+    assert ds.class_names[ds.labels[i].argmax()] == "Dog bark" and ds.folds[i] == 1 and ds.groups[i] == "1-100032"
+    for g in set(ds.groups):  # every take of a source recording is tested in the same fold
+        assert len({f for f, x in zip(ds.folds, ds.groups) if x == g}) == 1
+    assert len(set(ds.groups)) < 400  # several takes share a source: validation is drawn by source
+    assert ds.seconds.min() >= 3 and (ds.seconds == 5).sum() > 380  # read from the Ogg headers
+
+
+def test_esc10_errors_name_the_folder_or_the_file(tmp_path):
+    wav(tmp_path / "e" / "001 - Dog bark" / "1-100-A.wav", 5)
+    ds = load_clips(tmp_path / "e", "esc10")
+    assert ds.class_names == ["Dog bark"] and ds.groups == ["1-100"] and ds.folds.tolist() == [1]
+    wav(tmp_path / "e" / "001 - Dog bark" / "dog.wav", 5)
+    with pytest.raises(DatasetError, match=r"001 - Dog bark/dog.wav: not an ESC-10 clip name; expected '\{fold 1-5\}"):
+        load_clips(tmp_path / "e", "esc10")
+    (tmp_path / "e" / "001 - Dog bark" / "dog.wav").unlink()
+    (tmp_path / "e" / "Rain").mkdir()
+    with pytest.raises(DatasetError, match=r"e/Rain: not an ESC-10 class folder; expected 'NNN - <class>'"):
+        load_clips(tmp_path / "e", "esc10")
+    with pytest.raises(DatasetError, match=r"nowhere: not found"):
+        load_clips(tmp_path / "nowhere", "esc10")

@@ -62,10 +62,10 @@ def test_demo_generation_is_byte_reproducible(tmp_path):
 @pytest.mark.parametrize(
     "stage, params, message",
     [
-        ("demo", "demo: {out: d, videos: 4, clases: 3}", r"demo: params.yaml: demo: unknown key\(s\) \['clases'\]"),
-        ("demo", "demo: {out: d, videos: four}", r"demo: params.yaml: demo.videos must be int, got 'four'"),
-        ("demo", "demo: {videos: 4}", r"demo: params.yaml: demo: missing key\(s\) \['out'\]"),
-        ("demo", "demo: {out: d, split: [0.5, 0.6, 0.1]}", r"demo: demo.split must be three non-negative"),
+        ("demo", "demo: {videos: 4, clases: 3}", r"demo: params.yaml: demo: unknown key\(s\) \['clases'\]"),
+        ("demo", "demo: {videos: four}", r"demo: params.yaml: demo.videos must be int, got 'four'"),
+        ("demo", "demo: {out: d, videos: 4}", r"demo: params.yaml: demo: unknown key\(s\) \['out'\]"),  # data/demo
+        ("demo", "demo: {split: [0.5, 0.6, 0.1]}", r"demo: demo.split must be three non-negative"),
         ("dataset", "dataset: {root: d}", r"dataset: params.yaml: dataset: missing key\(s\) \['videos'\]"),
         (
             "dataset",

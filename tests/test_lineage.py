@@ -12,6 +12,7 @@ import yaml
 from helpers import REPO
 
 from avcache import lineage
+from avcache.contract.params import ParamsError
 from avcache.extraction.extractors import REGISTRY
 
 PROJECT_MODULES = """
@@ -88,13 +89,12 @@ def test_dvc_yaml_code_deps_are_the_lineage_files(tmp_path, audio, visual):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(audio=audio, visual=visual)
     deps = resolved_stages(tmp_path, params)
-    assert deps["lineage"] == [*lineage.PACKAGES, "params.yaml"]  # params: audio, visual (checked there)
+    assert deps["lineage"] == [*lineage.PACKAGES, "params.yaml"]  # params: inputs, audio, visual, ... (checked there)
     expect = {
-        "demo": "demo",
-        "clip_demo": "demo",
+        "demos@demo": "demo",
         "dataset": "dataset",
-        "extract_audio": f"extract/{audio}",
-        "extract_visual": f"extract/{visual}",
+        "extract@audio": "extract/audio",  # which extractor, its options and code: lineage.selection
+        "extract@visual": "extract/visual",
         "train": "train",
         "evaluate": "evaluate",
         "attention": "attention",
@@ -172,3 +172,35 @@ def test_no_cached_dvc_output_is_tracked_by_git():
     assert rel
     clashes = [t for t in tracked for p in rel if t == p or t.startswith(p + "/")]
     assert not clashes, f"DVC outputs also in git (git rm --cached them): {clashes}"
+
+
+def test_the_selection_file_names_the_extractor_its_options_and_code(tmp_path, caplog):
+    """lineage/extract/<modality>.json, the extraction stage's only link to `extractors.<name>`,
+    exists for the modalities of `inputs` alone and changes with the extractor or its options."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "inputs": ["audio"], "visual": "nosuch"}))
+    cfg = lineage.check_selection(tmp_path / "params.yaml")  # the unused modality's name is not checked
+    lineage.write_all(tmp_path / "out", cfg)
+    audio = json.loads((tmp_path / "out/extract/audio.json").read_text())
+    assert not (tmp_path / "out/extract/visual.json").exists()
+    assert audio["extractor"] == "musicnn" and audio["options"] == params["extractors"]["musicnn"]
+    assert audio["files"] == lineage.fingerprint("extract/musicnn")["files"]
+    cfg["extractors"]["musicnn"]["combine"] = "sum"
+    assert lineage.selection(cfg)["audio"]["options"]["combine"] == "sum"
+    for bad, message in (
+        ({"inputs": ["audio"], "audio": "nosuch"}, "audio: unknown extractor 'nosuch'; registered: "),
+        ({"inputs": []}, "inputs must be a non-empty list of distinct names from audio, visual, got []"),
+        ({"inputs": "audio"}, "inputs must be a non-empty list of distinct names from audio, visual, got 'audio'"),
+        ({"demos": ["ave"]}, "demos must be a list of distinct names from demo, clip_demo, got ['ave']"),
+        (
+            {"demos": [], "dataset": {**params["dataset"], "root": "data/demo"}},
+            "dataset.root is data/demo, the demo folder, but demos [] does not list demo: add it (-S 'demos=[demo]')",
+        ),
+    ):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, **bad}))
+        with pytest.raises(ParamsError) as e:
+            lineage.check_selection(tmp_path / "params.yaml")
+        assert message in str(e.value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": {"root": "mine", "videos": "mine"}}))
+    lineage.check_selection(tmp_path / "params.yaml")
+    assert "demos ['demo'] are generated but dataset.root is mine: set demos: []" in caplog.text

@@ -150,10 +150,9 @@ def test_demo_counts_at_least_one(section, key, tmp_path, monkeypatch):
 
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
     project_params(tmp_path, **{section: {**cfg[section], key: -3}})
-    argv = [] if section == "demo" else ["clips"]
-    msg = stage_exit(demo.main, argv, tmp_path, monkeypatch)
+    msg = stage_exit(demo.main, [section], tmp_path, monkeypatch)
     assert f"{section}.{key} must be at least 1, got -3" in msg
-    assert not (tmp_path / cfg[section]["out"]).exists()
+    assert not (tmp_path / "data" / section).exists()
 
 
 @pytest.mark.subprocess
@@ -215,7 +214,7 @@ def test_dvc_exp_typo_in_extractor_fails_in_lineage(tmp_path):
     assert sh("init", "--no-scm", "-q").returncode == 0
     assert sh("repro", "lineage").returncode == 0
     project_params(tmp_path, audio="nosuch")
-    r = sh("repro", "extract_audio")
+    r = sh("repro", "extract@audio")
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "unknown extractor 'nosuch'; registered: " in out and "Traceback" not in out

@@ -9,8 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-import yaml
-from helpers import REPO, save_tiny_maskformer, save_tiny_wav2vec2
+from helpers import Project, copy_repo, save_tiny_maskformer, save_tiny_wav2vec2
 
 from avcache.contract.cache import read_features, read_provenance
 from avcache.contract.dataset import read_dataset
@@ -101,42 +100,6 @@ def plt_image_size(path):
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-class Project:
-    """A copy of this repository in a temporary folder, with git, running real `dvc` commands."""
-
-    def __init__(self, path):
-        self.path = path
-        self.env = {
-            **os.environ,
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-            "DVC_NO_ANALYTICS": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
-
-    def sh(self, *cmd, ok=True):
-        r = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True)
-        if ok:
-            assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-        return r.stdout + r.stderr
-
-    def ran(self, out):
-        return [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
-
-    def params(self, **changes):
-        params = yaml.safe_load((self.path / "params.yaml").read_text())
-        for key, value in changes.items():
-            node = params
-            *parents, last = key.split("__")
-            for k in parents:
-                node = node[k]
-            node[last] = value
-        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    def commit(self, message):
-        self.sh("git", "add", "-A")
-        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
-
-
 @pytest.fixture(scope="session")
 def pristine(tmp_path_factory):
     """The real pipeline on a 10-video demo, reproduced once per session: every cache built, trained,
@@ -144,29 +107,9 @@ def pristine(tmp_path_factory):
     if DVC is None:
         pytest.skip("dvc not installed in this environment")
     tmp = tmp_path_factory.mktemp("pipeline")
-    work = tmp / "repo"
-    shutil.copytree(
-        REPO,
-        work,
-        ignore=shutil.ignore_patterns(  # basenames: .dvc/cache is "cache"
-            ".venv",
-            ".git",
-            "features",
-            "data",
-            "cache",
-            "tmp",
-            "dvc.lock",
-            "__pycache__",
-            "models",
-            "results",
-            "dvclive",
-            "lineage",
-            ".models.work",
-            ".pytest_cache",
-        ),
-    )
-    p = Project(work)
+    p = copy_repo(tmp / "repo")
     p.params(
+        demos=["demo", "clip_demo"],
         demo__videos=10,
         demo__classes=2,
         clip_demo__clips=20,
@@ -187,11 +130,11 @@ def pristine(tmp_path_factory):
     out = p.sh("dvc", "repro")
     assert p.ran(out) == [
         "lineage",
-        "demo",
-        "clip_demo",
+        "demos@demo",
+        "demos@clip_demo",
         "dataset",
-        "extract_audio",
-        "extract_visual",
+        "extract@audio",
+        "extract@visual",
         "train",
         "evaluate",
         "attention",
@@ -242,7 +185,7 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
     with open(p.path / "avcache/extraction/extractors/hf.py", "a") as f:
         f.write("# edited\n")
     status = p.sh("dvc", "status")
-    assert "lineage:" in status and "extract_" not in status and "train" not in status
+    assert "lineage:" in status and "extract@" not in status and "train" not in status
     assert p.ran(p.sh("dvc", "repro")) == ["lineage"]
     assert "up to date" in p.sh("dvc", "status")
     # a helper only EfficientNet imports: its stage, and nothing else, is stale
@@ -250,32 +193,35 @@ def test_repro_builds_everything_and_code_changes_rerun_exactly_their_stages(pro
         f.write("# edited\n")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
-    assert "extract_visual:" in status and "lineage/extract/efficientnet.json" in status
-    assert "extract_audio" not in status and "train:" not in status
+    assert "extract@visual:" in status and "lineage/extract/visual.json" in status
+    assert "extract@audio" not in status and "train:" not in status
     # the cache reader: train and evaluate import it (neither was rerun before), extraction does not
     p.sh("git", "checkout", "-q", "avcache/extraction/extractors/efficientnet.py")
     with open(p.path / "avcache/contract/pair.py", "a") as f:
         f.write("# edited\n")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
-    assert "train:" in status and "evaluate:" in status and "extract_" not in status
+    assert "train:" in status and "evaluate:" in status and "extract@" not in status
     with open(p.path / "avcache/plots.py", "a") as f:  # evaluate's figures: evaluate alone
         f.write("# edited\n")
     p.sh("git", "checkout", "-q", "avcache/contract/pair.py")
     p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
-    assert "evaluate:" in status and "train:" not in status and "extract_" not in status
+    assert "evaluate:" in status and "train:" not in status and "extract@" not in status
     p.sh("git", "checkout", "-q", "avcache/plots.py")
     p.sh("dvc", "repro", "lineage")
     assert "up to date" in p.sh("dvc", "status")
     # one extractor's params re-run only that extractor; the model only train and evaluate
     p.params(extractors__efficientnet__reduction={"method": "pca", "dim": 4})
+    assert "lineage:" in p.sh("dvc", "status")  # lineage/extract/visual.json holds the options
+    p.sh("dvc", "repro", "lineage")
     status = p.sh("dvc", "status")
-    assert "extract_visual:" in status and "extract_audio" not in status
+    assert "extract@visual:" in status and "extract@audio" not in status
     p.sh("git", "checkout", "-q", "params.yaml")
+    p.sh("dvc", "repro", "lineage")
     p.params(model="dmrn")
     status = p.sh("dvc", "status")
-    assert "train:" in status and "extract_" not in status
+    assert "train:" in status and "extract@" not in status
     p.sh("git", "checkout", "-q", "params.yaml")
     assert "up to date" in p.sh("dvc", "status")
 
@@ -285,13 +231,13 @@ def test_card_commands_select_caches_extract_once_and_compare(after_other_pair):
     """`dvc exp run -S audio=... -S visual=...` extracts a new pair once; switching back extracts nothing."""
     p, out = after_other_pair  # `dvc exp run -n other-pair -S audio=wav2vec2 -S visual=maskformer`
     # lineage reruns on every change of `audio` / `visual` (its params: it checks they are registered)
-    assert p.ran(out) == ["lineage", "extract_audio", "extract_visual", "train", "evaluate", "attention"]
+    assert p.ran(out) == ["lineage", "extract@audio", "extract@visual", "train", "evaluate", "attention"]
     assert read_provenance(p.path / "features/audio/wav2vec2.h5")["extractor"] == "wav2vec2"
     why = (p.path / "results/attention/README.txt").read_text()  # MaskFormer: query groups, no grid
     assert "regions are not places in the frame" in why and not list((p.path / "results/attention").glob("*.png"))
     out = p.sh("dvc", "exp", "run", "-n", "back", "-S", "audio=musicnn", "-S", "visual=efficientnet")
     assert p.ran(out) == ["lineage"]  # every other stage restored from DVC's run-cache: nothing extracted or trained
-    assert "Stage 'extract_audio' is cached - skipping run" in out
+    assert "Stage 'extract@audio' is cached - skipping run" in out
     out = p.sh(
         "dvc", "exp", "run", "-n", "again", "-S", "audio=wav2vec2", "-S", "visual=maskformer", "-S", "model=dmrn"
     )
@@ -365,7 +311,7 @@ def test_a_lab_extracts_once_and_shares_through_a_remote(after_other_pair, tmp_p
     assert clone.ran(out) == ["train", "evaluate", "attention"]
     clone.sh("git", "checkout", "-q", "--", "params.yaml")  # the committed model again: the lab's experiment
     out = clone.sh("dvc", "exp", "run", "--pull", "-S", "audio=wav2vec2", "-S", "visual=maskformer")
-    assert clone.ran(out) == ["lineage"] and "Stage 'extract_visual' is cached - skipping run" in out
+    assert clone.ran(out) == ["lineage"] and "Stage 'extract@visual' is cached - skipping run" in out
 
 
 @needs_dvc
@@ -391,11 +337,11 @@ def test_a_clip_dataset_runs_through_the_same_stages(project):
     ]
     r = subprocess.run(["dvc", "exp", "run", *clip], cwd=p.path, env=p.env, capture_output=True, text=True)
     assert r.returncode != 0  # the fixture's EfficientNet cache is PCA-reduced: no training split to fit on
-    assert p.ran(r.stdout + r.stderr)[:2] == ["dataset", "extract_audio"]  # kept for the next run
+    assert p.ran(r.stdout + r.stderr)[:2] == ["dataset", "extract@audio"]  # kept for the next run
     assert "extractors.efficientnet.reduction is 'pca'" in r.stdout + r.stderr
     assert "the clip head's `pca` option" in r.stdout + r.stderr
     out = p.sh("dvc", "exp", "run", "-n", "clips", *clip, "-S", "extractors.efficientnet.reduction.method=mean")
-    assert p.ran(out) == ["extract_visual", "train", "evaluate", "attention"]  # the audio cache is kept
+    assert p.ran(out) == ["extract@visual", "train", "evaluate", "attention"]  # the audio cache is kept
     ds = read_dataset(p.path / "features/dataset.h5")
     assert ds.kind == "clips" and len(ds.video_ids) == 20 and ds.seconds.min() >= 1
     with h5py.File(p.path / "features/audio/musicnn.h5") as f:

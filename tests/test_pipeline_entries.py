@@ -87,7 +87,7 @@ def test_release_importers_run_through_dvc(tmp_path):
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")  # dvclive needs a commit
     out = sh("dvc", "repro", "evaluate")
     ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == ["lineage", "dataset", "extract_audio", "extract_visual", "train", "evaluate"]
+    assert ran == ["lineage", "dataset", "extract@audio", "extract@visual", "train", "evaluate"]
     for modality, name, fname in (
         ("audio", "vggish_release", "audio_feature.h5"),
         ("visual", "vgg19_release", "visual_feature.h5"),

@@ -45,7 +45,7 @@ def test_the_stage_commands_run_the_clip_task_on_a_clip_dataset(tmp_path, monkey
     clip_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", sys.argv[:])
-    (tmp_path / "params.yaml").write_text("model: linear\nmodels: {linear: {inputs: both}}\ntrain: {seeds: [0]}\n")
+    (tmp_path / "params.yaml").write_text("model: linear\ntrain: {seeds: [0]}\n")
     cli.main(["train", *ARGS])
     assert (tmp_path / "models/clips.npz").is_file()
     assert json.loads((tmp_path / "models/training.json").read_text())["task"] == "clips"
@@ -76,3 +76,59 @@ def test_the_ave_task_on_an_ave_dataset(tmp_path, monkeypatch):
     cli.main(["evaluate", *args, "--results", "results"])
     metrics = json.loads((tmp_path / "results/metrics.json").read_text())
     assert metrics["model"] == "av_att" and "task" not in metrics and np.isfinite(metrics["test"]["acc"])
+
+
+def test_one_modality_tasks_open_only_the_caches_inputs_lists(tmp_path, monkeypatch, capsys):
+    """params.yaml `inputs: [audio]` / `[visual]`: the other cache does not exist (no extraction
+    stage made it) and train, evaluate and attention never open it; a model that needs it refuses."""
+    make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv[:])
+    args = ["--dataset", "features/dataset.h5", "--audio", "features/audio/fa.h5"]
+    args += ["--visual", "features/visual/fv.h5", "--models", "models"]
+    recipe = "train: {seeds: [0], epochs: 1, batch_size: 16, device: cpu}\n"
+    for only, model, other in (("audio", "audio_only", "visual/fv.h5"), ("visual", "visual_only", "audio/fa.h5")):
+        (tmp_path / "features" / other).rename(tmp_path / "away.h5")
+        small = f"models: {{{model}: {{hidden_dim: 16, hidden_size: 32}}}}\n"
+        (tmp_path / "params.yaml").write_text(f"inputs: [{only}]\nmodel: {model}\n{small}{recipe}")
+        cli.main(["train", *args])
+        assert list(json.loads((tmp_path / "models/training.json").read_text())["caches"]) == [only]
+        cli.main(["evaluate", *args, "--results", "results"])
+        metrics = json.loads((tmp_path / "results/metrics.json").read_text())
+        assert metrics["model"] == model and metrics[only] == {"audio": "fa", "visual": "fv"}[only]
+        assert 0 <= metrics["test"]["acc"] <= 1 and {"audio", "visual"} & set(metrics) == {only}
+        (tmp_path / "away.h5").rename(tmp_path / "features" / other)
+    (tmp_path / "features/visual/fv.h5").rename(tmp_path / "away.h5")
+    (tmp_path / "params.yaml").write_text(f"inputs: [audio]\nmodel: audio_only\n{recipe}")
+    cli.main(["train", *args])
+    cli.main(["attention", *args, "--out", "attention"])
+    assert "no visual attention" in (tmp_path / "attention/README.txt").read_text()
+    (tmp_path / "params.yaml").write_text(f"inputs: [audio]\nmodel: av_att\n{recipe}")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", *args])
+    assert str(e.value) == (
+        "train: params.yaml: inputs is ['audio'] but model av_att reads audio and visual: "
+        "add visual to inputs or choose model audio_only"
+    )
+    (tmp_path / "params.yaml").write_text(f"inputs: [sound]\nmodel: audio_only\n{recipe}")
+    with pytest.raises(SystemExit, match=r"train: params.yaml: inputs must be a non-empty list of distinct names"):
+        cli.main(["train", *args])
+
+
+def test_clip_heads_read_the_top_level_inputs(tmp_path, monkeypatch):
+    """One source of truth: `inputs` picks the caches a clip head reads; `models.<head>.inputs` is refused."""
+    clip_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv[:])
+    (tmp_path / "v.h5").rename(tmp_path / "away.h5")  # never opened
+    (tmp_path / "params.yaml").write_text("inputs: [audio]\nmodel: linear\ntrain: {seeds: [0]}\n")
+    cli.main(["train", *ARGS])
+    training = json.loads((tmp_path / "models/training.json").read_text())
+    assert training["inputs"] == "audio" and list(training["caches"]) == ["audio"]
+    (tmp_path / "away.h5").rename(tmp_path / "v.h5")
+    (tmp_path / "params.yaml").write_text("model: linear\ntrain: {seeds: [0]}\n")  # default: both
+    cli.main(["train", *ARGS])
+    assert json.loads((tmp_path / "models/training.json").read_text())["inputs"] == "both"
+    (tmp_path / "params.yaml").write_text("model: linear\nmodels: {linear: {inputs: audio}}\n")
+    with pytest.raises(SystemExit, match=r"train: params.yaml: models.linear.inputs is not an option: the top-level"):
+        cli.main(["train", *ARGS])

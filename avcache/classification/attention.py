@@ -18,8 +18,8 @@ WHY = "attention maps are drawn for event localization (AVE-format) datasets onl
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True)
-    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--audio", type=Path)
+    ap.add_argument("--visual", type=Path)
     ap.add_argument("--models", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True, help="folder for README.txt")
     a = ap.parse_args(argv)

@@ -121,8 +121,8 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True, help="(the caches the heads were trained on)")
-    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, help="(unused: training.json names the caches the heads read)")
+    ap.add_argument("--visual", type=Path)
     ap.add_argument("--models", type=Path, required=True, help="the train stage's output folder")
     ap.add_argument("--live", type=Path, help="dvclive folder (for curves.png)")
     ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")

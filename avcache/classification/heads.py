@@ -389,4 +389,9 @@ def check_options(name: str, options: dict | None) -> dict:
             f"params.yaml: model {name!r} is not a clip head or a spectrogram CNN; a clip dataset takes one of "
             f"{', '.join([*HEADS, *CNNS])}"
         )
-    return check_call(HEADS[name], options, f"models.{name}")
+    if isinstance(options, dict) and "inputs" in options:
+        raise ParamsError(
+            f"params.yaml: models.{name}.inputs is not an option: the top-level `inputs` "
+            "([audio], [visual] or [audio, visual]) selects the caches every model reads"
+        )
+    return check_call(HEADS[name], options, f"models.{name}", skip=("inputs",))

@@ -5,8 +5,8 @@ validation predictions are saved for ``avcache.classification.evaluate``, which 
         --visual features/visual/efficientnet.h5 --models models --live dvclive
     # on a clip dataset (the dataset file's kind picks this task); reads params.yaml `model`,
     # `models.<model>` (a head: linear, mlp, temporal; or a CNN on a spectrogram audio cache:
-    # cnn, resnet18, resnet50, lowcomplexity, efficientnet_transfer) and `train` (seeds; the
-    # CNNs also train.device and train.precision)
+    # cnn, resnet18, resnet50, lowcomplexity, efficientnet_transfer), `train` (seeds; the CNNs
+    # also train.device and train.precision) and `inputs` (the caches it reads: --audio, --visual or both)
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def train(
     options: dict,
     seeds: list[int],
     ds: ClipDataset,
-    audio: Path,
-    visual: Path,
+    audio: Path | None,
+    visual: Path | None,
     models_dir: Path,
     live_dir: Path | None = None,
     progress: bool = True,
@@ -180,8 +180,8 @@ def load_spectrograms(ds: ClipDataset, audio: Path) -> tuple[np.ndarray, np.ndar
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True, help="the audio cache")
-    ap.add_argument("--visual", type=Path, required=True, help="the visual cache")
+    ap.add_argument("--audio", type=Path, help="the audio cache (read when params.yaml `inputs` lists audio)")
+    ap.add_argument("--visual", type=Path, help="the visual cache (read when `inputs` lists visual)")
     ap.add_argument("--models", type=Path, required=True, help="folder for clips.npz and training.json")
     ap.add_argument("--live", type=Path, help="dvclive folder for the validation curves")
     a = ap.parse_args(argv)
@@ -191,13 +191,15 @@ def main(argv=None) -> None:
         recipe = P.from_params(Recipe, cfg.get("train"), "train")  # the seeds
         dataset = read_dataset(a.dataset)
         options = check_options(name, P.section(cfg, f"models.{name}"))
+        audio, visual = P.selected_caches(cfg, a.audio, a.visual)
+        options["inputs"] = "both" if audio and visual else "audio" if audio else "visual"
         train(
             name,
             options,
             recipe.seeds,
             dataset,
-            a.audio,
-            a.visual,
+            audio,
+            visual,
             a.models,
             a.live,
             device=recipe.device,

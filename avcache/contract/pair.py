@@ -42,7 +42,7 @@ class Pair:
         return idx[~drop[idx]]
 
 
-def check_modality(path: str | Path, x: np.ndarray, expected: str, other: str | Path) -> None:
+def check_modality(path: str | Path, x: np.ndarray, expected: str, other: str | Path | None) -> None:
     """A visual cache given as the audio one (or the reverse) is one line, not a model's error:
     by the cache's own ``modality`` attribute, else by its shape (audio is [N, T, d])."""
     found = read_modality(path)
@@ -57,16 +57,23 @@ def check_modality(path: str | Path, x: np.ndarray, expected: str, other: str | 
         )
 
 
-def load_pair(dataset: str | Path | Dataset, audio: str | Path, visual: str | Path) -> Pair:
+def load_pair(dataset: str | Path | Dataset, audio: str | Path | None, visual: str | Path | None) -> Pair:
+    """The caches as arrays; a modality without a cache (None: not in params.yaml ``inputs``) is
+    a zero feature of width 1, which a model that does not read it never looks at."""
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
-    a = read_per_second(audio, ds)  # a spectrogram cache: each second's mean frame
-    check_modality(audio, a, "audio", visual)
-    v = read_features(visual, ds)
-    check_modality(visual, v, "visual", audio)
+    n, t = ds.labels.shape[:2]
+    a = np.zeros((n, t, 1), np.float32)
+    if audio is not None:
+        a = read_per_second(audio, ds)  # a spectrogram cache: each second's mean frame
+        check_modality(audio, a, "audio", visual)
+    v = np.zeros((n, t, 1), np.float32)
+    if visual is not None:
+        v = read_features(visual, ds)
+        check_modality(visual, v, "visual", audio)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
     excluded = np.zeros(len(a), bool)
     masked = np.zeros(len(a), bool)
-    for path in (audio, visual):
+    for path in (p for p in (audio, visual) if p is not None):
         valid, policy = read_valid(path, ds)
         (excluded if policy == "exclude" else masked)[~valid] = True
     return Pair(a, v, ds.labels.astype(np.float32), ds, excluded, masked & ~excluded)

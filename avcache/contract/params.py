@@ -62,6 +62,8 @@ TOP_LEVEL = (
     "audio",
     "visual",
     "model",
+    "inputs",
+    "demos",
     "dataset",
     "demo",
     "clip_demo",
@@ -87,6 +89,49 @@ def check_top_level(cfg, path: str | Path = PARAMS_FILE) -> dict:
     if unknown:
         raise ParamsError(f"{path}: unknown top-level key(s) {unknown}; accepted: {', '.join(TOP_LEVEL)}")
     return cfg
+
+
+MODALITIES = ("audio", "visual")
+DEMOS = ("demo", "clip_demo")  # the embedded demos: each is built into data/<name> from params <name>
+
+
+def _names(cfg: dict, key: str, accepted: tuple[str, ...], default: list[str], empty_ok: bool) -> tuple[str, ...]:
+    value = cfg.get(key, default)
+    if (
+        not isinstance(value, list)
+        or (not value and not empty_ok)
+        or any(v not in accepted for v in value)
+        or len(set(value)) != len(value)
+    ):
+        what = "a list" if empty_ok else "a non-empty list"
+        raise ParamsError(
+            f"params.yaml: {key} must be {what} of distinct names from {', '.join(accepted)}, got {value!r}"
+        )
+    return tuple(v for v in accepted if v in value)
+
+
+def selected_inputs(cfg: dict) -> tuple[str, ...]:
+    """params.yaml ``inputs``: the modalities the task extracts and reads, in the order (audio, visual).
+
+    The one place that says which caches exist: dvc.yaml runs one extraction stage per entry and
+    the train, evaluate and attention stages read exactly these caches."""
+    return _names(cfg, "inputs", MODALITIES, list(MODALITIES), empty_ok=False)
+
+
+def selected_caches(cfg: dict, audio: Path | None, visual: Path | None) -> tuple[Path | None, Path | None]:
+    """The (audio, visual) cache paths a task reads: those of the modalities in ``inputs``, None
+    for the others (their caches are not built and must not be opened)."""
+    inputs = selected_inputs(cfg)
+    given = {"audio": audio, "visual": visual}
+    for m in inputs:
+        if given[m] is None:
+            raise ParamsError(f"params.yaml: inputs lists {m}, but no --{m} cache was given")
+    return tuple(given[m] if m in inputs else None for m in MODALITIES)
+
+
+def selected_demos(cfg: dict) -> tuple[str, ...]:
+    """params.yaml ``demos``: the embedded demos that dvc.yaml builds (none for a dataset of your own)."""
+    return _names(cfg, "demos", DEMOS, ["demo"], empty_ok=True)
 
 
 def section(cfg: dict, key: str) -> dict:

@@ -2,6 +2,7 @@
 
 | format | files read | folds | source (never split) |
 |---|---|---|---|
+| ``esc10`` | ``NNN - <class>/{fold}-{id}-{take}.ogg`` (the 2015 release) | 5 official | ``{fold}-{id}`` |
 | ``esc50`` | ``meta/esc50.csv`` + ``audio/`` | 5 official | ``src_file`` |
 | ``urbansound8k`` | ``metadata/UrbanSound8K.csv`` + ``audio/foldK/`` | 10 official | ``fsID`` |
 | ``tut2017`` | ``meta.txt`` + ``evaluation_setup/foldK_{train,evaluate}.txt`` | 4 official | recording |
@@ -23,6 +24,7 @@ import csv
 import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,36 @@ def read_esc50(root: Path) -> tuple[list[Row], list[str]]:
             Row(f"audio/{r['filename']}", [r["category"]], _int(r["fold"], where, "fold"), r["src_file"], where, 5.0)
         )
     return rows, [names[k] for k in sorted(names)]
+
+
+ESC10_FOLDER = re.compile(r"(\d{3}) - (.+)")
+ESC10_FILE = re.compile(r"([1-5])-(\d+)-([A-Z])\.(ogg|wav)")
+
+
+def read_esc10(root: Path) -> tuple[list[Row], list[str]]:
+    """The original ESC-10 layout: one ``NNN - <class>`` folder per class (classes in NNN order),
+    clips named ``{fold}-{freesound id}-{take}``; the takes of one source recording share a fold."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not found")
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    rows, names = [], []
+    for d in folders:
+        m = ESC10_FOLDER.fullmatch(d.name)
+        if m is None:
+            raise DatasetError(f"{d}: not an ESC-10 class folder; expected 'NNN - <class>' (e.g. '001 - Dog bark')")
+        names.append(m.group(2))
+        for f in sorted(x for x in d.iterdir() if not x.name.startswith(".")):
+            clip = ESC10_FILE.fullmatch(f.name)
+            if clip is None:
+                raise DatasetError(
+                    f"{f}: not an ESC-10 clip name; expected "
+                    "'{fold 1-5}-{freesound id}-{take}.ogg' (e.g. 1-100032-A.ogg)"
+                )
+            fold, source = int(clip.group(1)), f"{clip.group(1)}-{clip.group(2)}"
+            rows.append(Row(f"{d.name}/{f.name}", [m.group(2)], fold, source, str(f), 5.0))
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{root}: two class folders name the same class: {sorted(names)}")
+    return rows, names
 
 
 def read_urbansound8k(root: Path) -> tuple[list[Row], list[str]]:
@@ -221,6 +253,7 @@ def read_fsdd(root: Path) -> tuple[list[Row], list[str]]:
 
 
 FORMATS = {
+    "esc10": read_esc10,
     "esc50": read_esc50,
     "urbansound8k": read_urbansound8k,
     "tut2017": read_tut2017,
@@ -301,6 +334,7 @@ def load_clips(
     longest = max((x for x in lengths if x), default=max_seconds)
     seconds = np.array([min(max_seconds, max(1, math.ceil((x or longest) - LENGTH_SLACK))) for x in lengths], np.int16)
     metadata = {
+        "esc10": [],  # the folder and file names are the metadata (kept in the dataset file)
         "esc50": ["meta/esc50.csv"],
         "urbansound8k": ["metadata/UrbanSound8K.csv"],
         "tut2017": ["meta.txt"],

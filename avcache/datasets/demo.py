@@ -6,8 +6,8 @@ where its class is both seen and heard; other seconds are background, including 
 seconds where only one modality shows a class (the shape without its sound, or the sound
 off-screen). A unimodal model cannot tell those from events; an audio-visual one can.
 
-    python -m avcache demo                # the DVC stage: reads params.yaml `demo` (its `out` folder)
-    python -m avcache demo clips          # the clip-classification demo: params.yaml `clip_demo`
+    python -m avcache demo                # the DVC stage: reads params.yaml `demo`, writes data/demo
+    python -m avcache demo clip_demo      # the clip-classification demo: params.yaml `clip_demo`, data/clip_demo
 """
 
 from __future__ import annotations
@@ -345,20 +345,23 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "kind",
+        "name",
         nargs="?",
-        choices=["ave", "clips"],
-        default="ave",
-        help="ave: params `demo` (event localization); clips: params `clip_demo`",
+        choices=["demo", "clip_demo", "ave", "clips"],
+        default="demo",
+        help="demo (or ave): params `demo`, event localization; clip_demo (or clips): params `clip_demo`",
     )
-    kind = ap.parse_args(argv).kind
-    section, make = ("demo", generate) if kind == "ave" else ("clip_demo", generate_clips)
+    ap.add_argument("--out", help="the folder to write (default: data/<name>, what dvc.yaml's demos stage lists)")
+    a = ap.parse_args(argv)
+    section = {"ave": "demo", "clips": "clip_demo"}.get(a.name, a.name)
+    make = generate if section == "demo" else generate_clips
+    out = a.out or f"data/{section}"
     try:
-        cfg = P.check_call(make, P.section(P.load(), section), section, skip=("progress",))
-        clips = make(**cfg)
+        cfg = P.check_call(make, P.section(P.load(), section), section, skip=("progress", "out"))
+        clips = make(out, **cfg)
     except (P.ParamsError, ValueError) as e:
         raise SystemExit(f"{section}: {e}") from None
-    print(f"{section}: {counted(len(clips), 'video')} in {cfg['out']}")
+    print(f"{section}: {counted(len(clips), 'video')} in {out}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ class DatasetParams:
 
     root: str  # ave: the annotation folder; clip formats: the dataset's root folder
     videos: str  # ave: the folder of <id>.<ext>; clip formats: the root (their paths are relative to it)
-    format: Literal["ave", "esc50", "urbansound8k", "tut2017", "dcase2021", "csv", "fsdd"] = "ave"
+    format: Literal["ave", "esc10", "esc50", "urbansound8k", "tut2017", "dcase2021", "csv", "fsdd"] = "ave"
     max_seconds: int = SEGMENTS  # clip formats: longer clips are cut to this many seconds
     # read files that the dataset's own files place outside the folder they are resolved against
     # (a CSV path with .., an absolute path, a symlink leading out; AVE: a <id>.<ext> linking out of videos)

@@ -163,7 +163,13 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("modality", nargs="?", choices=["audio", "visual", "both"], default="both")
+    ap.add_argument(
+        "modality",
+        nargs="?",
+        choices=["audio", "visual", "both"],
+        default="both",
+        help="both: those of params `inputs`",
+    )
     ap.add_argument(
         "--dataset",
         default="features/dataset.h5",
@@ -185,7 +191,7 @@ def main(argv=None) -> None:
             f"dataset: {counted(len(dataset.video_ids), 'video')} in {dataset.videos}; extract: device "
             f"{settings.device}, precision {settings.precision}, engine {settings.engine}"
         )
-        for modality in ["audio", "visual"] if a.modality == "both" else [a.modality]:
+        for modality in P.selected_inputs(cfg) if a.modality == "both" else [a.modality]:
             name = cfg.get(modality)
             options = P.section(cfg, f"extractors.{name}")
             print("\n".join(plan_one(modality, name, options, settings, dataset, Path(a.out) / modality, a.time)))

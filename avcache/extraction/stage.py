@@ -2,6 +2,8 @@
 
     python -m avcache extract audio musicnn --dataset features/dataset.h5 --out features/audio/musicnn.h5
     # reads params.yaml `extractors.musicnn` and `extract`
+    python -m avcache extract audio --dataset features/dataset.h5 --out features/audio
+    # the DVC stage: the extractor params.yaml `audio` names, into features/audio/<name>.h5
 
 Each video is decoded once and reduced to per-second features (mean of the frames in [t, t+1)).
 Where the model runs (``extract.device``, ``extract.precision``) and what computes the rows
@@ -101,8 +103,8 @@ class WorkStore(WorkDir):
     a video that was fixed or replaced is tried again.
     """
 
-    def __init__(self, out: Path, key: str):
-        super().__init__(out.parent, f".{out.stem}.work-", key)
+    def __init__(self, out: Path, key: str, parent: Path | None = None):
+        super().__init__(out.parent if parent is None else parent, f".{out.stem}.work-", key)
         (self.dir / "rows").mkdir(exist_ok=True)
         shutil.rmtree(self.dir / "failed", ignore_errors=True)
         (self.dir / "failed").mkdir()
@@ -247,6 +249,7 @@ def run(
     ray: RayParams | dict | None = None,
     silent: str = "keep",
     before_publish=None,
+    work_parent: Path | None = None,
 ) -> Path:
     """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
 
@@ -254,7 +257,9 @@ def run(
     params.yaml's ``extract`` options; the rows, the report and the published cache do not
     depend on the engine (nor on its settings). The whole run holds a lock on ``out`` (``OutputLock``);
     ``before_publish()``, when given, is called once every video is done and may raise
-    ``StageError`` to publish nothing (params.yaml changed meanwhile)."""
+    ``StageError`` to publish nothing (params.yaml changed meanwhile). ``work_parent``: where the
+    work folder goes (default: beside the cache; the DVC stage puts it outside its output folder,
+    which DVC empties before a run)."""
     P.check_value("extract.on_failure", on_failure, P.OnFailure)
     P.check_value("extract.silent", silent, P.Silent)
     if not isinstance(ray, RayParams):
@@ -295,6 +300,7 @@ def run(
             (device, precision, engine, decode_workers, ray),
             silent,
             before_publish,
+            work_parent,
         )
 
 
@@ -313,6 +319,7 @@ def _run_engine(
     settings,
     silent,
     before_publish,
+    work_parent=None,
 ) -> Path:
     backend = open_engine(name, options, reduction, reduction_cfg, *settings)
     try:
@@ -331,6 +338,7 @@ def _run_engine(
             storage,
             silent,
             before_publish,
+            work_parent,
         )
     finally:
         backend.close()
@@ -365,9 +373,12 @@ def _run(
     storage,
     silent_policy="keep",
     before_publish=None,
+    work_parent=None,
 ) -> Path:
     ids = dataset.video_ids
-    work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
+    work = WorkStore(
+        out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime), work_parent
+    )
     relative = dataset.relative_paths()
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
@@ -553,11 +564,21 @@ def write_report(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("modality", choices=["audio", "visual"])
-    ap.add_argument("name", help="a registered extractor (params.yaml extractors.<name> holds its options)")
+    ap.add_argument(
+        "name",
+        nargs="?",
+        help="a registered extractor (params.yaml extractors.<name> holds its options); "
+        "default: the one params.yaml <modality> names",
+    )
     ap.add_argument("--dataset", required=True, help="the dataset file (features/dataset.h5)")
-    ap.add_argument("--out", required=True, help="the cache to write (features/<modality>/<name>.h5)")
+    ap.add_argument(
+        "--out",
+        required=True,
+        help="the cache to write (features/<modality>/<name>.h5), or a folder (no .h5 suffix) "
+        "that receives <name>.h5 and <name>.report.json",
+    )
     a = ap.parse_args(argv)
-    out = Path(a.out)
+    out, work_parent = Path(a.out), None
     guard = ParamsGuard()
 
     def before_publish() -> None:
@@ -566,6 +587,13 @@ def main(argv=None) -> None:
 
     try:
         cfg = P.load()
+        if a.name is None:
+            a.name = cfg.get(a.modality)
+            if not isinstance(a.name, str):
+                raise P.ParamsError(f"params.yaml: {a.modality} must name an extractor, got {a.name!r}")
+        if out.suffix != ".h5":  # the DVC stage's output folder: DVC empties it, so work beside it
+            out.mkdir(parents=True, exist_ok=True)
+            out, work_parent = out / f"{a.name}.h5", out.parent
         stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
         settings = {
             "device": stage.device,
@@ -593,6 +621,7 @@ def main(argv=None) -> None:
                 on_failure=stage.on_failure,
                 silent=stage.silent,
                 before_publish=before_publish,
+                work_parent=work_parent,
                 **settings,
             )
     except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:

@@ -135,6 +135,8 @@ def attention_on_test(ds, audio: Path, visual: Path, models_dir: Path):
     model, _ = load_checkpoint(models_dir / f"seed{best['seed']}.pt", shapes=pair.shapes, caches=f"{audio} + {visual}")
     if not getattr(model, "use_visual", False):
         raise NoMaps(f"model {training['model']} has no visual attention (no visual branch)")
+    if visual is None:
+        raise NoMaps("params.yaml inputs has no visual cache")
     grid = grid_of(visual, ds)
     rows = pair.split("test")
     with torch.no_grad():
@@ -171,7 +173,8 @@ def attention_maps(
         predicted = [names[c] for c in probs[k].argmax(-1)]
         acc = np.mean([a == b for a, b in zip(truth, predicted)])
         title = (
-            f"{vid}: {training['model']} (seed {best['seed']}) on {Path(audio).stem} + {Path(visual).stem}, "
+            f"{vid}: {training['model']} (seed {best['seed']}) on "
+            f"{' + '.join(Path(c).stem for c in (audio, visual) if c)}, "
             f"{grid[0]}x{grid[1]} regions; {acc:.0%} of seconds right"
         )
         target = out / f"{vid}.png"
@@ -183,14 +186,16 @@ def attention_maps(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True)
-    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, help="read when params.yaml `inputs` lists audio")
+    ap.add_argument("--visual", type=Path, help="read when `inputs` lists visual")
     ap.add_argument("--models", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True, help="folder for <video id>.png")
     a = ap.parse_args(argv)
     try:
-        p = P.from_params(AttentionParams, P.load().get("attention"), "attention")
-        written = attention_maps(a.dataset, a.audio, a.visual, a.models, a.out, p)
+        cfg = P.load()
+        p = P.from_params(AttentionParams, cfg.get("attention"), "attention")
+        audio, visual = P.selected_caches(cfg, a.audio, a.visual)
+        written = attention_maps(a.dataset, audio, visual, a.models, a.out, p)
     except NoMaps as e:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "README.txt").write_text(f"No attention maps: {e}\n")

@@ -41,8 +41,8 @@ def training_epochs(seeds: list[dict]) -> dict:
 
 def evaluate(
     dataset: Path,
-    audio: Path,
-    visual: Path,
+    audio: Path | None,
+    visual: Path | None,
     models_dir: Path,
     results: Path,
     live_dir: Path | None = None,
@@ -54,9 +54,9 @@ def evaluate(
     tensors = torch.from_numpy(pair.audio).to(device), torch.from_numpy(pair.visual).to(device)
     names = pair.dataset.class_names + ["background"]
     audio_name, visual_name = (
-        training["caches"][m]["name"] or Path(training["caches"][m]["path"]).stem for m in ("audio", "visual")
+        (c["name"] or Path(c["path"]).stem) if (c := training["caches"].get(m)) else None for m in ("audio", "visual")
     )
-    what = f"{training['model']} on {audio_name} + {visual_name}"
+    what = f"{training['model']} on {' + '.join(x for x in (audio_name, visual_name) if x)}"
     per_seed, tables, best = {}, [], None
     for s in training["seeds"]:
         model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt", device, pair.shapes, f"{audio} + {visual}")
@@ -77,8 +77,7 @@ def evaluate(
     test_idx = pair.dataset.indices("test")
     metrics = {
         "model": training["model"],
-        "audio": audio_name,
-        "visual": visual_name,
+        **{m: n for m, n in (("audio", audio_name), ("visual", visual_name)) if n},  # the caches read
         "seeds": len(per_seed),
         "test_videos": len(pair.split("test")),
         "failed_test_videos": {
@@ -117,15 +116,17 @@ def evaluate(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True)
-    ap.add_argument("--visual", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, help="read when params.yaml `inputs` lists audio")
+    ap.add_argument("--visual", type=Path, help="read when `inputs` lists visual")
     ap.add_argument("--models", type=Path, required=True, help="the train stage's output folder")
     ap.add_argument("--live", type=Path, help="dvclive folder (for curves.png)")
     ap.add_argument("--results", type=Path, required=True, help="folder for metrics, tables and figures")
     a = ap.parse_args(argv)
     try:
-        device = P.section(P.load(), "train").get("device", "auto")
-        evaluate(a.dataset, a.audio, a.visual, a.models, a.results, a.live, device)
+        cfg = P.load()
+        device = P.section(cfg, "train").get("device", "auto")
+        audio, visual = P.selected_caches(cfg, a.audio, a.visual)
+        evaluate(a.dataset, audio, visual, a.models, a.results, a.live, device)
     except (P.ParamsError, CacheError, DatasetError, CheckpointError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate: {e}") from None
 

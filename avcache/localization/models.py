@@ -202,6 +202,23 @@ def check_options(name: str, options: dict | None) -> dict:
     return options
 
 
+def check_inputs(name: str, inputs: tuple[str, ...]) -> None:
+    """The modalities model ``name`` reads are among params.yaml ``inputs`` (the caches that exist)."""
+    missing = [m for m in reads(name) if m not in inputs]
+    if missing:
+        fits = [k for k in MODELS if reads(k) == tuple(inputs)]
+        raise ParamsError(
+            f"params.yaml: inputs is {list(inputs)} but model {name} reads {' and '.join(reads(name))}: "
+            f"add {' and '.join(missing)} to inputs" + (f" or choose model {' or '.join(fits)}" if fits else "")
+        )
+
+
+def reads(name: str) -> tuple[str, ...]:
+    """The modalities model ``name`` reads (DMRN always reads both)."""
+    fixed = MODELS[name][1]
+    return tuple(m for m in ("audio", "visual") if fixed.get(f"use_{m}", True))
+
+
 # the model sizes: each must be a positive integer (the constructor checks the type)
 POSITIVE = ("hidden_dim", "hidden_size", "blocks")
 

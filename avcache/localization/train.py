@@ -39,6 +39,7 @@ from avcache.contract.params import Recipe
 from avcache.localization.models import (
     CheckpointError,
     build,
+    check_inputs,
     check_options,
     load_tensors,
     predict,
@@ -304,8 +305,8 @@ def train(
     options: dict,
     recipe: Recipe,
     dataset: Path,
-    audio: Path,
-    visual: Path,
+    audio: Path | None,
+    visual: Path | None,
     models_dir: Path,
     live_dir: Path | None,
     progress: bool = True,
@@ -332,11 +333,14 @@ def train(
     for old in models_dir.glob("*.pt"):
         old.unlink()
     work = WorkDir(
-        models_dir.parent / f".{models_dir.name}.work", "", run_key(model_name, options, recipe, [audio, visual])
+        models_dir.parent / f".{models_dir.name}.work",
+        "",
+        run_key(model_name, options, recipe, [p for p in (audio, visual) if p]),
     )
     caches = {
         m: {"path": str(p), **{k: read_provenance(p).get(k) for k in ("name", "extractor", "code_sha256")}}
         for m, p in (("audio", audio), ("visual", visual))
+        if p is not None
     }
     summaries = []
     from dvclive import Live
@@ -383,8 +387,8 @@ def train(
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--audio", type=Path, required=True, help="the audio cache")
-    ap.add_argument("--visual", type=Path, required=True, help="the visual cache")
+    ap.add_argument("--audio", type=Path, help="the audio cache (read when params.yaml `inputs` lists audio)")
+    ap.add_argument("--visual", type=Path, help="the visual cache (read when `inputs` lists visual)")
     ap.add_argument("--models", type=Path, required=True, help="folder for seed<k>.pt and training.json")
     ap.add_argument("--live", type=Path, help="dvclive folder for the training curves")
     a = ap.parse_args(argv)
@@ -393,7 +397,9 @@ def main(argv=None) -> None:
         name = cfg.get("model")
         recipe = P.from_params(Recipe, cfg.get("train"), "train")
         options = check_options(name, P.section(cfg, f"models.{name}"))
-        summaries = train(name, options, recipe, a.dataset, a.audio, a.visual, a.models, a.live)
+        check_inputs(name, P.selected_inputs(cfg))
+        audio, visual = P.selected_caches(cfg, a.audio, a.visual)
+        summaries = train(name, options, recipe, a.dataset, audio, visual, a.models, a.live)
     except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
         raise SystemExit(f"train: {e}") from None
     for s in summaries:
