@@ -334,7 +334,8 @@ def _run(
 
     failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
     notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
-    write_report(report_path(out), modality, name, ids, failed, notes, on_failure)
+    engine_report = backend.report() if hasattr(backend, "report") else {}
+    write_report(report_path(out), modality, name, ids, failed, notes, on_failure, engine_report)
     if failed:
         log.warning(
             "%s/%s: %d of %s failed (policy %s); see %s",
@@ -403,8 +404,10 @@ def write_report(
     failed: dict[int, str],
     altered: dict[int, tuple[dict, list[str]]],
     policy: str,
+    engine_report: dict | None = None,
 ) -> None:
-    """Every failed or altered video and why, beside the cache (JSON, for people and scripts)."""
+    """Every failed or altered video and why, beside the cache (JSON, for people and scripts);
+    ``engine_report``: what the engine adds (the Ray engine: worker deaths and retries, when any)."""
     report = {
         "extractor": name,
         "modality": modality,
@@ -415,6 +418,7 @@ def write_report(
             {"row": i, "video": ids[i], "file": facts.get("file"), "what": n}
             for i, (facts, n) in sorted(altered.items())
         ],
+        **(engine_report or {}),
     }
     atomic_write(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
 
