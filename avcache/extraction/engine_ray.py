@@ -210,7 +210,9 @@ def connect(address: str | None = None):
         raise RayMissing(
             f"extract.ray.address {address!r}: cannot start or reach Ray "
             f"({type(e).__name__}: {e}). Start the cluster (`ray start --head` on one "
-            "node), then set the address, or null for a local instance"
+            "node), then set the address, or null for a local instance; a cluster with token "
+            "authentication (Ray 2.60's `ray start --head` turns it on unless RAY_AUTH_MODE=disabled) "
+            "needs the same RAY_AUTH_MODE and token in the stage's environment"
         ) from None
     return ray
 

@@ -11,8 +11,7 @@ FLOPs (multiply and add counted as 2): PyTorch models are measured on one timed 
 published multiply-add count of their default input (class attribute ``flops_per_frame`` /
 ``flops_per_second``, doubled), scaled with the input area for convnets. Times: the median of
 the timed videos after one warm-up, decode and model separately, with their range (one video's
-time varies with the machine's load: two plans of 2 videos each, 10 minutes apart, differed
-2.1x), extrapolated for the serial engine, the pipelined one (decoding hidden behind the model
+time varies with the machine's load, so 2 timed videos are not enough), extrapolated for the serial engine, the pipelined one (decoding hidden behind the model
 when workers can keep up) and the Ray engine (one actor's throughput with
 ``extract.ray.decode_workers``, times the actors: ``extract.ray.workers`` or ``--actors``).
 Without the videos at hand (the dataset was built elsewhere), synthetic demo clips of the
