@@ -10,14 +10,14 @@ FLOPs (multiply and add counted as 2): PyTorch models are measured on one timed 
 ``torch.utils.flop_counter`` (convolutions, matmuls, attention); TensorFlow models use the
 published multiply-add count of their default input (class attribute ``flops_per_frame`` /
 ``flops_per_second``, doubled), scaled with the input area for convnets. Times: the median of
-the timed videos after one warm-up, decode and model separately, with their range (one video's
-time varies with the machine's load, so 2 timed videos are not enough), extrapolated for the serial engine, the pipelined one (decoding hidden behind the model
-when workers can keep up) and the Ray engine (one actor's throughput with
-``extract.ray.decode_workers``, times the actors: ``extract.ray.workers`` or ``--actors``).
-Without the videos at hand (the dataset was built elsewhere), synthetic demo clips of the
-dataset's length are timed instead: FLOPs, row shapes and sizes do not depend on the content,
-decode times do, and the plan says so.
-Warns when a cache plus its work folder (both exist while the cache is written) will not fit
+the timed videos after one warm-up, decode and model separately, with their range (one
+video's time varies with the machine's load, so 2 timed videos are not enough), extrapolated
+for the serial engine, the pipelined one (decoding hidden behind the model when workers can
+keep up) and the Ray engine (one actor's throughput with ``extract.ray.decode_workers``, times
+the actors: ``extract.ray.workers`` or ``--actors``). Without the videos at hand (a dataset
+file built elsewhere), synthetic demo clips decoded at the dataset's length are timed instead:
+FLOPs, row shapes and sizes do not depend on the content, decode times do, and the plan says
+so. Warns when a cache plus its work folder (both exist while the cache is written) will not fit
 the free disk.
 """
 
