@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 RAY_PIN = "ray==2.60.0"
 START_TIMEOUT = 900  # seconds for every actor to load its model (weights may be read from a network disk)
 PROBE_TIMEOUT = 5  # seconds for a TCP connection to extract.ray.address before Ray is asked to join it
+BLIND_AFTER = 3  # videos a node did not have before it is sent no more
 NODE_GRACE = 60  # seconds Ray may take to declare a lost node dead before a video is blamed for its deaths
 UNSEEN_ENV = "AVCACHE_TEST_UNSEEN"  # tests: folders (os.pathsep-separated) this node's actors cannot see
 
@@ -390,6 +391,8 @@ class RayEngine:
         pending, probes, done = {}, {}, {}
         deaths: dict[int, list[str]] = {}  # task index: nodes its worker died on
         unseen: dict[int, set[str]] = {}  # task index: nodes without its file
+        blind: dict[str, int] = {}  # node: videos it did not have (at BLIND_AFTER it gets no more)
+        lost_path = None
         order = iter(tasks)
         nxt = next(order, None)
         limit = len(self.workers) * self.ahead * 2  # in flight plus finished out of order
@@ -398,7 +401,10 @@ class RayEngine:
             free = [
                 a
                 for a in self.workers
-                if a.state == "ready" and a.load < self.ahead and a.node not in unseen.get(task.index, ())
+                if a.state == "ready"
+                and a.load < self.ahead
+                and a.node not in unseen.get(task.index, ())
+                and blind.get(a.node, 0) < BLIND_AFTER
             ]
             return min(free, key=lambda a: a.load) if free else None
 
@@ -409,7 +415,7 @@ class RayEngine:
         def nowhere(task) -> bool:
             """No live actor's node has the file: the stage stops naming the nodes."""
             live = {a.node for a in self.workers if a.state != "gone"}
-            if not live <= unseen.get(task.index, set()):
+            if not live or not live <= unseen.get(task.index, set()):
                 return False
             done[task.index] = engine.Error(
                 f"the file is on the driver but no Ray node can read it (nodes {', '.join(sorted(unseen[task.index]))}"
@@ -435,7 +441,14 @@ class RayEngine:
                         send(fresh.popleft(), a)
                         continue
                     break
-                if not any(a.state != "gone" for a in self.workers):
+                seeing = [a for a in self.workers if a.state != "gone" and blind.get(a.node, 0) < BLIND_AFTER]
+                if not seeing and any(a.state != "gone" for a in self.workers):
+                    raise stage_error(
+                        f"the Ray nodes left ({', '.join(sorted(blind))}) do not have the videos "
+                        f"({lost_path}: no such file there): mount them at that path on every node; "
+                        "finished videos are kept, re-run to resume"
+                    )
+                if not seeing:
                     raise stage_error(
                         f"every Ray worker is gone ({self.deaths}); finished videos are kept: "
                         "restart the cluster's nodes and re-run to resume"
@@ -480,6 +493,12 @@ class RayEngine:
                     unseen.setdefault(task.index, set()).add(result.node)
                     self.retries.append({"video": task.video, "node": result.node, "reason": result.reason})
                     log.warning("Ray node %s: %s; sending video %s elsewhere", result.node, result.reason, task.video)
+                    blind[result.node], lost_path = blind.get(result.node, 0) + 1, task.path
+                    if blind[result.node] == BLIND_AFTER:
+                        log.warning("Ray node %s does not have the videos: sending it no more", result.node)
+                        self.deaths.append(
+                            {"node": result.node, "pid": a.pid, "blind": f"{BLIND_AFTER} videos not on this node"}
+                        )
                     if not nowhere(task):
                         again.append(task)
                     continue
