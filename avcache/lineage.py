@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from avcache.contract.io import sha256_files
+from avcache.contract.io import counted, sha256_files
 from avcache.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def main(argv=None) -> None:
         check_selection()
     except ParamsError as e:
         raise SystemExit(f"lineage: {e}") from None
-    print(f"lineage: {len(write_all(Path(a.out)))} stages -> {a.out}/")
+    print(f"lineage: {counted(len(write_all(Path(a.out))), 'stage')} -> {a.out}/")
 
 
 if __name__ == "__main__":

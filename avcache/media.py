@@ -27,11 +27,16 @@ import av
 import numpy as np
 
 from avcache.contract.dataset import SEGMENTS  # the clip length decoded by default: AVE's seconds
+from avcache.contract.io import counted
 
 MARGIN = 1.0  # seconds decoded past the clip: enough for the resampler's filter and to see a trim
 NOTE_AFTER = 0.1  # seconds of padding / trimming / offset worth a note (AAC alone adds ~0.03 s)
 SYNC_TOLERANCE = 0.02  # audio timestamp jitter followed without inserting or dropping samples
 PROBE_SECONDS = 3600.0  # a stream no header gives a length for is read (not decoded) this far
+# A clip whose decoded audio never reaches this is digital silence: half the smallest step of 16-bit
+# audio (-96 dBFS), so any sound a 16-bit file can hold is louder; encoded silence (AAC, Opus,
+# FLAC, PCM) decodes to exact zeros.
+SILENT_PEAK = 2.0**-16
 
 # Looked up in this order, each in lower and upper case; .mp4 first, as AVE ships it.
 VIDEO_EXTENSIONS = (
@@ -74,8 +79,9 @@ class MediaError(RuntimeError):
     """A video cannot be decoded as needed; the message names the file and the problem."""
 
 
-def find_video(folder: str | Path, video_id: str) -> Path:
-    """The one media file for ``video_id`` in ``folder``: ``<id>`` plus any known extension."""
+def video_files(folder: str | Path, video_id: str) -> list[Path]:
+    """The media files for ``video_id`` in ``folder``: ``<id>`` plus any known extension, each
+    file once (a case-insensitive disk finds one file under two names)."""
     folder = Path(folder)
     found = {}
     names = [video_id] + [video_id + e for ext in EXTENSIONS for e in (ext, ext.upper())]
@@ -85,12 +91,18 @@ def find_video(folder: str | Path, video_id: str) -> Path:
             st = p.stat()
         except (OSError, ValueError):
             continue
-        if stat.S_ISREG(st.st_mode):  # one inode once: a case-insensitive disk finds it twice
+        if stat.S_ISREG(st.st_mode):
             found.setdefault((st.st_dev, st.st_ino), p)
+    return list(found.values())
+
+
+def find_video(folder: str | Path, video_id: str) -> Path:
+    """The one media file for ``video_id`` in ``folder`` (``video_files``)."""
+    found = video_files(folder, video_id)
     if len(found) == 1:
-        return next(iter(found.values()))
+        return found[0]
     if found:
-        both = " and ".join(sorted(p.name for p in found.values()))
+        both = " and ".join(sorted(p.name for p in found))
         raise MediaError(f"{folder}: {len(found)} files for video {video_id} ({both}); keep one of them in the folder")
     others = ", ".join(EXTENSIONS[1:])
     raise MediaError(
@@ -114,6 +126,12 @@ class Audio:
     resampler: str = "soxr_hq"
     file: str = ""  # the file decoded
     length_is_lower_bound: bool = False  # no header gave the length and reading stopped at PROBE_SECONDS
+    peak: float | None = None  # the largest magnitude in ``samples`` (what the model hears)
+
+    @property
+    def silent(self) -> bool:
+        """The clip is digital silence: every video like it gets the same features."""
+        return self.peak is not None and self.peak < SILENT_PEAK
 
     @property
     def end_seconds(self) -> float:
@@ -148,7 +166,7 @@ class Audio:
         clip = len(self.samples) / self.sr
         if self.decode_error:
             out.append(
-                f"audio: {self.decode_errors} decoding error(s), the first {self.decode_error}; "
+                f"audio: {counted(self.decode_errors, 'decoding error')}, the first {self.decode_error}; "
                 "everything that decoded is kept"
             )
         if self.start_seconds > NOTE_AFTER:
@@ -225,7 +243,7 @@ class Frames:
         if self.decode_error:
             again = "; decoded again single-threaded" if self.single_threaded else ""
             out.append(
-                f"video: {self.decode_errors} decoding error(s), the first {self.decode_error}"
+                f"video: {counted(self.decode_errors, 'decoding error')}, the first {self.decode_error}"
                 f"{again}; everything that decoded is kept"
             )
         if self.lead:
@@ -517,6 +535,7 @@ def load_audio(path: str | Path, sr: int, duration: float = SEGMENTS, resampler:
         resampler=resampler,
         file=str(path),
         length_is_lower_bound=bounded,
+        peak=float(np.abs(y).max()) if len(y) else 0.0,
     )
 
 

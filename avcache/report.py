@@ -27,6 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from avcache.contract.io import counted
+
 CACHE_FIELDS = ("extractor", "layer", "reduction", "weights", "weights_sha256", "code_sha256", "storage")
 
 
@@ -296,7 +298,7 @@ def main(argv=None) -> None:
     exps = collect(a.experiments or None)
     if not exps:
         raise SystemExit("report: no experiment with results/metrics.json; run `dvc exp run` first")
-    print(f"report: {len(exps)} experiments -> {write(exps, a.out)}")
+    print(f"report: {counted(len(exps), 'experiment')} -> {write(exps, a.out)}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import logging
 import os
 
 from avcache.contract import params as P
+from avcache.contract.io import counted
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def _no_gpu(spec: str, key: str, framework: str, found: int, why: str) -> Device
     env = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
     if found:
         return DeviceError(
-            f"params.yaml: {key} is {spec!r} but there are only {found} CUDA device(s) visible to "
+            f"params.yaml: {key} is {spec!r} but there {'is' if found == 1 else 'are'} only "
+            f"{counted(found, 'CUDA device')} visible to "
             f"{framework} ({why}; {env}); use cuda:0 to cuda:{found - 1}, cpu or auto"
         )
     return DeviceError(
@@ -89,10 +91,27 @@ def torch_true_fp32() -> None:
     torch.backends.cudnn.benchmark = False  # the algorithm must not change between runs
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ log level, set before it is imported (a value already set is kept).
+
+    ``2`` hides its info and warning lines. Where no CUDA driver loads, ``3`` also hides its error
+    lines: there the only ones are about the missing GPU (``failed call to cuInit: ... (303)``)
+    on every import, which is not the user's problem; errors that matter raise in Python and
+    the stage reports them. With a driver, error lines (a driver mismatch) stay visible."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        level = "2"
+    except OSError:
+        level = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
+
+
 def tf_device(spec: str, key: str = "extract.device") -> str:
     """``/CPU:0`` or ``/GPU:N`` for TensorFlow; raises DeviceError when CUDA is asked for and missing."""
     check_device(spec, key)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     import tensorflow as tf
 
     if spec == "cpu":

@@ -23,6 +23,8 @@ import re
 import sys
 from contextlib import contextmanager
 
+from avcache.contract.io import counted
+
 
 def _run_cache_entries(repo) -> list[tuple[str, str]]:
     entries = []
@@ -106,7 +108,7 @@ def failure(action: str, e: Exception, warnings: list[str]) -> str:
     if isinstance(e, CheckoutError):
         targets = [str(t) for t in e.target_infos]
         shown = ", ".join(targets[:5]) + (f" and {len(targets) - 5} more" if len(targets) > 5 else "")
-        objects = f" ({len(missing)} object(s): {', '.join(m[:12] for m in missing[:3])})" if missing else ""
+        objects = f" ({counted(len(missing), 'object')}: {', '.join(m[:12] for m in missing[:3])})" if missing else ""
         return (
             f"{action}: {shown} could not be restored: {'its' if len(targets) == 1 else 'their'} data is missing "
             f"from the remote or failed its hash check{objects}; whoever built {'it' if len(targets) == 1 else 'them'} "
@@ -114,7 +116,7 @@ def failure(action: str, e: Exception, warnings: list[str]) -> str:
         )
     if isinstance(e, NoRemoteError):
         return f"{action}: no DVC remote is set; run `make remote REMOTE=/path/to/lab/avcache-remote` (docs/sharing.md)"
-    return f"{action}: {_one_line(e)}" + (f" ({len(missing)} object(s) missing)" if missing else "")
+    return f"{action}: {_one_line(e)}" + (f" ({counted(len(missing), 'object')} missing)" if missing else "")
 
 
 def main(argv=None) -> None:
@@ -130,7 +132,7 @@ def main(argv=None) -> None:
     except DvcException as e:
         print(failure(a.action, e, [r.getMessage() for r in held.records.values()]), file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"{a.action}: {n} files transferred")
+    print(f"{a.action}: {counted(n, 'file')} transferred")
 
 
 if __name__ == "__main__":

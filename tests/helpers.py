@@ -20,6 +20,9 @@ AVE = SHARED / "data" / "ave"
 CLIPS = SHARED / "data" / "clips"
 DOG = CLIPS / "llp_BjCEufrlXm4_speech_dog_10s.mp4"
 BENTO = CLIPS / "openl3_bento_1s.mp4"
+FSDD = SHARED / "data" / "fsdd"
+# real FSDD recordings: test takes (0-4) and train takes of all six speakers, 0.26-2.28 s (9_theo_16: 3 rows)
+FSDD_SUBSET = ("0_george_0", "3_theo_12", "7_yweweler_45", "9_lucas_3", "9_theo_16", "5_jackson_30", "1_nicolas_2")
 
 
 # --- signals and media files ---------------------------------------------------------------
@@ -77,9 +80,11 @@ def encode(
     pts=None,
     rotation=None,
     faststart=False,
+    amplitude=0.4,
 ):
     """An MP4 whose frame colour (``colour(s)``) and tone (300 + 100 s Hz) change every second s,
-    with a white stripe on the left of every frame to show its orientation."""
+    with a white stripe on the left of every frame to show its orientation (``amplitude`` 0: the
+    audio track is digital silence)."""
     opts = {"movflags": "faststart"} if faststart else {}
     layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
     with av.open(str(path), "w", format="mp4", options=opts) as out:
@@ -102,7 +107,7 @@ def encode(
             out.mux(vs.encode(None))
         if audio:
             t = np.arange(int(seconds * sr)) / sr
-            x = 0.4 * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
+            x = amplitude * np.sin(2 * np.pi * (300 + 100 * np.floor(t)) * t)
             planes = np.stack([x * (c + 1) / channels for c in range(channels)]).astype(np.float32)
             for k in range(0, planes.shape[1], 1024):
                 frame = av.AudioFrame.from_ndarray(
@@ -150,6 +155,14 @@ def make_dataset(root, good_dir, bad):
     (root / "valSet.txt").write_text("")
     (root / "testSet.txt").write_text("")
     return load_ave(root, videos=str(root / "AVE"))
+
+
+def fsdd_subset(root, names=FSDD_SUBSET):
+    """A copy of some real FSDD recordings in the dataset's own layout (``root/recordings/``)."""
+    (root / "recordings").mkdir(parents=True)
+    for name in names:
+        shutil.copy(FSDD / "recordings" / f"{name}.wav", root / "recordings" / f"{name}.wav")
+    return root
 
 
 def add_duplicate(ds_root, vid):

@@ -6,6 +6,7 @@ import soundfile as sf
 
 from avcache.contract.dataset import DatasetError, read_dataset, write_dataset
 from avcache.datasets.clips import load_clips
+from avcache.datasets.stage import unfound
 
 
 def wav(path, seconds, sr=8000):
@@ -175,3 +176,31 @@ def test_the_clip_demo_is_a_csv_dataset_with_sources_in_one_fold(tmp_path):
     for g in set(ds.groups):
         assert len({f for f, x in zip(ds.folds, ds.groups) if x == g}) == 1
     assert ds.labels.argmax(1).tolist() == [ds.class_names.index(demo.CLASSES[c.cls][0]) for c in planned]
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_a_csv_path_outside_the_root_is_refused_naming_the_line(kind, tmp_path):
+    root, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    wav(root / "a.wav", 2.5)
+    wav(elsewhere / "b.wav", 1.5)
+    path = {"dotdot": "../elsewhere/b.wav", "absolute": str(elsewhere / "b.wav"), "symlink": "link.wav"}[kind]
+    if kind == "symlink":
+        (root / "link.wav").symlink_to(elsewhere / "b.wav")
+    (root / "clips.csv").write_text(f"path,label\na.wav,dog\n{path},cat\n")
+    with pytest.raises(
+        DatasetError, match=rf"clips.csv:3: path '{path}' leads outside the dataset root .*allow_outside_root"
+    ):
+        load_clips(root, "csv")
+    ds = load_clips(root, "csv", allow_outside_root=True)  # asked for: read where it is
+    assert ds.paths == ["a.wav", path] and ds.seconds.tolist() == [3, 2]
+
+
+def test_one_unreadable_clip_does_not_widen_the_time_axis(tmp_path):
+    root = tmp_path / "ds"
+    for name in ("a.wav", "b.wav"):
+        wav(root / name, 2.5)
+    (root / "bad.wav").write_bytes(b"not a sound file" * 10)
+    (root / "clips.csv").write_text("path,label\na.wav,dog\nb.wav,cat\nbad.wav,cat\nmissing.wav,dog\n")
+    ds = load_clips(root, "csv")
+    assert ds.seconds.tolist() == [3, 3, 3, 3] and ds.max_seconds == 3  # was 10: max_seconds for the unreadable
+    assert unfound(ds) == {"missing.wav": "no such file"}  # the dataset stage lists it

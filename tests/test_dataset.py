@@ -159,3 +159,68 @@ def test_video_in_two_splits_is_refused(tmp_path):
     root = _write(tmp_path / "d", "Bark&a&good&0&3\n", train="Bark&a&good&0&3\n", val="Bark&a&good&0&3\n")
     with pytest.raises(DatasetError, match=r"valSet.txt:1: a \(Bark\) is already in the train split"):
         load_ave(root)
+
+
+@pytest.mark.parametrize("vid", ["../../../../etc/passwd", "sub/x", "a\\b", ".."])
+def test_an_ave_id_that_is_a_path_is_refused_naming_the_line(vid, tmp_path):
+    p = tmp_path / "Annotations.txt"
+    p.write_text(f"Church bell&aaa&good&0&10\nChurch bell&{vid}&good&0&10\n")
+    with pytest.raises(DatasetError, match=r"Annotations.txt:2: video id .* is a path, not an id"):
+        parse_annotations(p)
+
+
+def ave_folder(tmp_path, ids, present):
+    """An AVE folder listing ``ids`` (all train) and a videos folder holding files for ``present``."""
+    import yaml
+
+    lines = "".join(f"Church bell&{v}&good&0&10\n" for v in ids)
+    root, videos = tmp_path / "ave", tmp_path / "videos"
+    root.mkdir()
+    videos.mkdir()
+    for name, text in [("Annotations.txt", lines), ("trainSet.txt", lines), ("valSet.txt", ""), ("testSet.txt", "")]:
+        (root / name).write_text(text)
+    for v in present:
+        (videos / f"{v}.mp4").write_bytes(b"x")
+
+    def params(on_failure, **dataset):
+        cfg = {"dataset": {"format": "ave", "root": "ave", "videos": "videos", **dataset}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**cfg, "extract": {"on_failure": on_failure}}))
+
+    return videos, params
+
+
+def test_the_dataset_stage_lists_videos_without_a_file(tmp_path, monkeypatch, caplog):
+    from avcache.datasets import stage
+
+    videos, params = ave_folder(tmp_path, ["v1", "v2", "v3", "v4"], present=["v1", "v3"])
+    (videos / "v3.mkv").write_bytes(b"x")  # two files for v3
+    monkeypatch.chdir(tmp_path)
+    params("mask")
+    with caplog.at_level("WARNING"):
+        stage.main(["--out", "ds.h5"])
+    assert (
+        "3 of 4 videos in videos have no file to extract: v2 (no file); v3 (2 files: v3.mkv and v3.mp4); v4 (no file)."
+        in caplog.text
+    )
+    assert read_dataset("ds.h5").video_ids == ["v1", "v2", "v3", "v4"]
+    params("stop")
+    with pytest.raises(SystemExit) as e:
+        stage.main(["--out", "ds2.h5"])
+    msg = str(e.value.code)
+    assert msg.startswith("dataset: 3 of 4 videos in videos have no file to extract: v2 (no file)") and "\n" not in msg
+    assert "extract.on_failure is 'stop'" in msg and not (tmp_path / "ds2.h5").exists()
+
+
+def test_a_video_linking_outside_the_videos_folder_is_refused(tmp_path, monkeypatch):
+    from avcache.datasets import stage
+
+    videos, params = ave_folder(tmp_path, ["v1", "v2"], present=["v1"])
+    (tmp_path / "secret").write_bytes(b"x")
+    (videos / "v2.mp4").symlink_to(tmp_path / "secret")
+    monkeypatch.chdir(tmp_path)
+    params("mask")
+    with pytest.raises(SystemExit, match=r"dataset: videos/v2.mp4: video v2 links outside dataset.videos videos"):
+        stage.main(["--out", "ds.h5"])
+    params("mask", allow_outside_root=True)
+    stage.main(["--out", "ds.h5"])
+    assert read_dataset("ds.h5").video_ids == ["v1", "v2"]

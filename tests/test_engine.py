@@ -264,7 +264,7 @@ def test_plan_without_the_videos_still_counts_flops_sizes_and_the_ray_time(tiny_
         re.search(r"decode ([\d.]+) s \(([\d.]+)-([\d.]+)\) \+ model ([\d.]+) s \(([\d.]+)-([\d.]+)\)", out).groups(),
     )
     assert dlo <= d <= dhi and mlo <= m <= mhi
-    rate = float(re.search(r"Ray engine: ([\d.]+) videos/s per actor \(1 decode workers", out).group(1))
+    rate = float(re.search(r"Ray engine: ([\d.]+) videos/s per actor \(1 decode worker,", out).group(1))
     assert rate == pytest.approx(1 / max(d, m), rel=0.1) and "x 3 actors -> about" in out
 
 

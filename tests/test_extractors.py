@@ -139,3 +139,23 @@ def test_every_registered_extractor_has_a_module_and_valid_params():
         assert cls.name == name
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         assert set(options) - {"reduction", "storage"} <= accepted, name
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_tensorflow_on_a_machine_without_cuda_prints_no_cuinit_error():
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        pytest.skip("a CUDA driver loads here: TensorFlow's error lines stay visible by design")
+    except OSError:
+        pass
+    code = "from avcache import runtime; print(runtime.tf_device('auto'))"  # what the TF extractors call
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "/CPU:0", r.stderr
+    assert "cuInit" not in r.stderr and "E0000" not in r.stderr, r.stderr

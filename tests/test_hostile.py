@@ -485,7 +485,7 @@ def lab(tmp_path):
     (repo / "data.txt").write_text("features\n")
     dvc("add", "-q", "data.txt", cwd=repo)
     rc, out = avcache("share", "push", cwd=repo)
-    assert rc == 0 and out.endswith("push: 1 files transferred"), out
+    assert rc == 0 and out.endswith("push: 1 file transferred"), out
     return repo, remote
 
 

@@ -257,6 +257,17 @@ def test_counts_in_messages_agree():
     assert counted(1, "class", "classes") == "1 class" and counted(3, "entry", "entries") == "3 entries"
 
 
+def test_counts_of_one_are_singular_everywhere():
+    import numpy as np
+
+    from avcache.extraction.reduce import _pca_from_moments
+    from avcache.runtime import _no_gpu
+
+    with pytest.raises(ValueError, match=r"PCA to 1 component needs more than 1 vector, got 1"):
+        _pca_from_moments(1, np.zeros(3), np.zeros((3, 3)), 1)
+    assert "there is only 1 CUDA device visible" in str(_no_gpu("cuda:1", "extract.device", "PyTorch", 1, "x"))
+
+
 def test_one_unwritten_row_is_singular(tmp_path):
     import numpy as np
 

@@ -89,7 +89,7 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
     )
     write_per_class_md(
         results / "per_class.md",
-        f"{what}: every clip tested once (its own fold), mean over {len(seeds)} seed(s)",
+        f"{what}: every clip tested once (its own fold), mean over {counted(len(seeds), 'seed')}",
         classes,
     )
     key = "map" if ds.multi_label else "acc"

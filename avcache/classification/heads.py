@@ -12,7 +12,8 @@ Heads (``model``, options under ``models.<name>``):
 The neural heads train on the training folds only (validation decides when to stop); their batch
 is capped so that a small training set still gets several optimiser steps per epoch.
 
-The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions).
+The clip embedding is the mean of the clip's valid seconds (visual caches: also over regions;
+spectrogram caches, ``logmel`` / ``mfcc``: also over each second's frames).
 Protocol: each official test fold is tested once; validation is the next fold (or, where the
 dataset has one test fold, a tenth of the training sources), never the test fold; training uses
 the other folds. Standardisation and the optional PCA are fitted per fold on that fold's
@@ -32,8 +33,9 @@ import torch
 from torch import nn
 
 from avcache import runtime
-from avcache.contract.cache import read_features, read_valid
+from avcache.contract.cache import read_per_second, read_valid
 from avcache.contract.dataset import ClipDataset
+from avcache.contract.io import counted
 from avcache.contract.params import ParamsError, check_call
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,10 @@ def plan_folds(ds: ClipDataset, usable: np.ndarray | None = None) -> list[Fold]:
     train_only = int(((folds == 0) & usable).sum())
     if train_only and len(tests) > 1:  # one test fold (DCASE's train / evaluate): fold 0 is its training set
         log.warning(
-            "%d clip(s) are in fold 0, which is train-only: they are never tested "
+            "%s in fold 0, which is train-only: %s never tested "
             "(folds are numbered from 1; a 0-based numbering loses its first fold)",
-            train_only,
+            f"{counted(train_only, 'clip')} {'is' if train_only == 1 else 'are'}",
+            "it is" if train_only == 1 else "they are",
         )
     if all(g == p for g, p in zip(ds.groups, ds.paths)):
         log.warning(
@@ -90,7 +93,7 @@ def load_inputs(ds: ClipDataset, caches: list[Path]) -> tuple[np.ndarray, np.nda
     concatenated along D; a clip that failed in any cache is not usable."""
     feats, usable = [], np.ones(len(ds.video_ids), bool)
     for path in caches:
-        feats.append(_regions_mean(read_features(path, ds)).astype(np.float32))
+        feats.append(_regions_mean(read_per_second(path, ds)).astype(np.float32))
         usable &= read_valid(path, ds)[0]
     mask = np.arange(feats[0].shape[1])[None, :] < ds.seconds[:, None]
     return np.concatenate(feats, -1), mask, usable
@@ -106,7 +109,7 @@ class Transform:
         if pca:
             z = (v - self.mean) / self.std
             if pca > z.shape[1]:
-                raise ParamsError(f"params.yaml: pca: {pca} components, but the features have {z.shape[1]}")
+                raise ParamsError(f"params.yaml: pca: {counted(pca, 'component')}, but the features have {z.shape[1]}")
             evals, evecs = np.linalg.eigh(z.T @ z / len(z))
             comps = evecs[:, np.argsort(evals)[::-1][:pca]].T
             self.components = comps * np.sign(comps[np.arange(pca), np.abs(comps).argmax(1)])[:, None]

@@ -2,7 +2,9 @@
 
 Layout of ``features/<modality>/<name>.h5``:
 
-- ``features``      float32 [N, 10, d] (audio) or [N, 10, h, w, c] (visual)
+- ``features``      float32 [N, 10, d] (audio) or [N, 10, h, w, c] (visual); time-frequency caches
+                    (``logmel``, ``mfcc``; attribute ``layout`` = ``time_frequency``) are
+                    [N, S, F, M]: S seconds, F frames per second, M bands (``read_spectrograms``)
 - ``video_ids``     [N] strings, identical to the dataset file's
 - ``media/*``       [N] per-video decoding facts (real length, offsets, padding, held frames...)
                     and ``media/file``, the name of the file decoded
@@ -30,7 +32,22 @@ from avcache.contract import h5
 from avcache.contract.dataset import Dataset, order_hash
 from avcache.contract.io import atomic_path, counted
 
-FLAT_ATTRS = ("extractor", "modality", "layer", "weights", "weights_sha256", "reduction", "code_sha256", "storage")
+FLAT_ATTRS = (
+    "extractor",
+    "modality",
+    "layer",
+    "weights",
+    "weights_sha256",
+    "reduction",
+    "code_sha256",
+    "storage",
+    "layout",
+    "frames_per_second",
+    "sample_rate",
+    "hop",
+    "bands",
+)
+TIME_FREQUENCY = "time_frequency"  # the ``layout`` of a cache of spectrogram frames, [N, S, F, M]
 
 
 def untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
@@ -184,7 +201,7 @@ def open_cache(path: str | Path, dataset: Dataset) -> h5py.File:
         if ids != dataset.video_ids:
             raise CacheError(
                 f"{path}: video order differs from the dataset file ({len(ids)} vs "
-                f"{len(dataset.video_ids)} videos, order sha256 {order_hash(ids)[:12]} vs "
+                f"{counted(len(dataset.video_ids), 'video')}, order sha256 {order_hash(ids)[:12]} vs "
                 f"{dataset.order_sha256[:12]}); it was built for another dataset: re-run `dvc repro`"
             )
     except Exception:
@@ -224,3 +241,41 @@ def read_valid(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, str]:
         if "valid" not in f:
             return np.ones(len(dataset.video_ids), bool), "mask"
         return h5.read(f, "valid", path, CacheError), str(f.attrs.get("failure_policy", "mask"))
+
+
+def layout(path: str | Path) -> str:
+    """``time_frequency`` for a spectrogram cache; ``per_second`` for every other cache."""
+    with h5py.File(path, "r") as f:
+        return str(f.attrs.get("layout", "per_second"))
+
+
+def read_per_second(path: str | Path, dataset: Dataset) -> np.ndarray:
+    """The features with one vector (or region grid) per second: a time-frequency cache's frames
+    are averaged over each second ([N, S, F, M] -> [N, S, M]); other caches are read as they are.
+    How the AVE models and the clip heads read any cache."""
+    x = read_features(path, dataset)
+    return x.mean(2) if layout(path) == TIME_FREQUENCY else x
+
+
+def read_spectrograms(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """(frames float32 [N, S*F, M], valid frames int64 [N], frames per second F) of a time-frequency
+    cache. Frame j of a clip is centred at j / F s; it is valid while that centre lies before the
+    end of the clip's audio (``media/start_seconds + media/source_seconds``, at most S s), so
+    ``valid_frames = min(S*F, ceil(end * F))``; past it the rows are the padding's spectrogram.
+    A failed clip (``read_valid`` False: a zero row) has 0 valid frames."""
+    path = Path(path)
+    x = read_features(path, dataset)
+    if layout(path) != TIME_FREQUENCY:
+        raise CacheError(
+            f"{path}: not a spectrogram cache (layout {layout(path)!r}); extract with `logmel` or `mfcc` "
+            "(features/audio/<name>.h5) or read it with read_features"
+        )
+    n, s, fps, m = x.shape
+    with open_cache(path, dataset) as f:
+        start = h5.read(f, "media/start_seconds", path, CacheError).astype(np.float64)
+        length = h5.read(f, "media/source_seconds", path, CacheError).astype(np.float64)
+        if int(f.attrs["frames_per_second"]) != fps:
+            raise CacheError(f"{path}: frames_per_second attribute {f.attrs['frames_per_second']} != {fps} frames")
+    valid_frames = np.minimum(s * fps, np.ceil(np.round((start + length) * fps, 6))).astype(np.int64)
+    valid_frames[~read_valid(path, dataset)[0]] = 0
+    return x.reshape(n, s * fps, m), valid_frames, fps

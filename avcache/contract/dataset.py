@@ -209,7 +209,7 @@ class ClipDataset(Dataset):
         return [
             f"{counted(len(self.video_ids), 'clip')}, {counted(len(self.class_names), 'class', 'classes')}, "
             f"folds {self.test_folds}, "
-            f"{len(set(self.groups))} sources, 1-{self.max_seconds} s"
+            f"{counted(len(set(self.groups)), 'source')}, 1-{self.max_seconds} s"
         ]
 
     def _write_own(self, f: h5py.File) -> None:

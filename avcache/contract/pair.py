@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.cache import read_features, read_valid
+from avcache.contract.cache import read_features, read_per_second, read_valid
 from avcache.contract.dataset import Dataset, read_dataset
 
 
 @dataclass
 class Pair:
-    audio: np.ndarray  # [N, T, Da]
+    audio: np.ndarray  # [N, T, Da] (a spectrogram cache's frames averaged per second)
     visual: np.ndarray  # [N, T, R, Dv]: R regions (a cache without a grid is one region)
     labels: np.ndarray  # [N, T, C] float32 one-hot
     dataset: Dataset
@@ -34,7 +34,7 @@ class Pair:
 
 def load_pair(dataset: str | Path | Dataset, audio: str | Path, visual: str | Path) -> Pair:
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
-    a = read_features(audio, ds)
+    a = read_per_second(audio, ds)  # a spectrogram cache: each second's mean frame
     v = read_features(visual, ds)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
     excluded = np.zeros(len(a), bool)

@@ -40,6 +40,7 @@ class Pattern:
 Device = typing.Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto | cpu | cuda | cuda:N")]
 Precision = typing.Literal["fp32", "bf16", "fp16"]
 OnFailure = typing.Literal["mask", "exclude", "stop"]  # what a video that cannot be decoded does to the cache
+Silent = typing.Literal["keep", "fail"]  # a clip whose audio is digital silence: a valid row, or a failure
 Engine = typing.Literal["local", "ray"]
 
 
@@ -144,6 +145,10 @@ def _describe(hint) -> str:
         return texts[0] if texts else _describe(typing.get_args(hint)[0])
     if typing.get_origin(hint) is typing.Literal:
         return " | ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Literal | None is a typing.Union ("Union")
+        return " | ".join("None" if a is type(None) else _describe(a) for a in typing.get_args(hint))
+    if typing.get_args(hint):  # list[int]
+        return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -233,6 +238,7 @@ class ExtractParams:
     """params.yaml ``extract``: options shared by every extraction stage (avcache.extraction.stage)."""
 
     on_failure: OnFailure = "mask"
+    silent: Silent = "keep"
     device: Device = "auto"
     precision: Precision = "fp32"
     engine: Engine = "local"

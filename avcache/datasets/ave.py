@@ -62,6 +62,10 @@ def parse_annotations(path: str | Path) -> list[Annotation]:
         category, vid, quality, s, e = (f.strip() for f in fields)
         if not category or not vid:
             raise DatasetError(f"{where}: empty category or video id: {line!r}")
+        if "/" in vid or "\\" in vid or vid in (".", ".."):
+            raise DatasetError(
+                f"{where}: video id {vid!r} is a path, not an id (a video is the file <id>.<ext> in dataset.videos)"
+            )
         try:
             start, end = int(s), int(e)
         except ValueError:

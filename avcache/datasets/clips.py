@@ -7,6 +7,7 @@
 | ``tut2017`` | ``meta.txt`` + ``evaluation_setup/foldK_{train,evaluate}.txt`` | 4 official | recording |
 | ``dcase2021`` | ``meta.csv`` + ``evaluation_setup/fold1_{train,evaluate}.csv`` | train / evaluate | location |
 | ``csv`` | ``<root>/clips.csv``: ``path,label[,fold][,group]`` | given, else 5 by group | ``group``, else the file |
+| ``fsdd`` | ``recordings/{digit}_{speaker}_{take}.wav`` | takes 0-4 test / train | the recording |
 
 A CSV label may hold several classes separated by ``;`` (a multi-label task). Every clip's length
 is read from its file's header, rounded up to whole seconds (at most ``max_seconds``): caches keep
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from avcache.contract.dataset import SEGMENTS, ClipDataset, DatasetError, read_metadata_text
+from avcache.contract.io import counted
 
 CSV_NAME = "clips.csv"
 DEFAULT_FOLDS = 5
@@ -177,7 +179,9 @@ def read_csv(root: Path) -> tuple[list[Row], list[str]]:
     for n, values in table:
         where = f"{path}:{n}"
         if len(values) != len(columns):
-            raise DatasetError(f"{where}: expected {len(columns)} fields ({','.join(columns)}), got {len(values)}")
+            raise DatasetError(
+                f"{where}: expected {counted(len(columns), 'field')} ({','.join(columns)}), got {len(values)}"
+            )
         r = dict(zip(columns, values))
         labels = [x.strip() for x in r["label"].split(";") if x.strip()]
         if not r["path"] or not labels:
@@ -192,12 +196,37 @@ def read_csv(root: Path) -> tuple[list[Row], list[str]]:
     return rows, sorted({x for r in rows for x in r.labels})
 
 
+FSDD_TEST_TAKES = 5  # takes 0-4 of every digit and speaker: the official test set
+
+
+def read_fsdd(root: Path) -> tuple[list[Row], list[str]]:
+    """The Free Spoken Digit Dataset: ``recordings/{digit}_{speaker}_{take}.wav`` under ``root``.
+
+    Its official split is by take: 0-4 test (fold 1), the rest train (fold 0). Every speaker is in
+    both, so the split is not speaker-independent; each recording is its own source (group), so
+    the validation clips (a tenth of the training recordings, by name) are, like the test clips,
+    other takes of seen speakers. A speaker group would hold out whole speakers: with FSDD's six,
+    the name hash puts all of one speaker's training takes (theo's) in validation."""
+    folder = root / "recordings"
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not found (dataset.root must be the folder holding recordings/)")
+    rows = []
+    for path in sorted(folder.glob("*.wav")):
+        parts = path.stem.split("_")
+        if len(parts) != 3 or not (parts[0].isdigit() and len(parts[0]) == 1) or not parts[2].isdigit() or not parts[1]:
+            raise DatasetError(f"{path}: name is not {{digit}}_{{speaker}}_{{take}}.wav; move it out of {folder}")
+        fold = 1 if int(parts[2]) < FSDD_TEST_TAKES else 0
+        rows.append(Row(f"recordings/{path.name}", [parts[0]], fold, path.stem, str(path)))
+    return rows, sorted({r.labels[0] for r in rows})
+
+
 FORMATS = {
     "esc50": read_esc50,
     "urbansound8k": read_urbansound8k,
     "tut2017": read_tut2017,
     "dcase2021": read_dcase2021,
     "csv": read_csv,
+    "fsdd": read_fsdd,
 }
 
 
@@ -205,22 +234,35 @@ def probe_seconds(path: Path) -> float | None:
     """The file's length from its headers (no decoding), or None when it cannot be read."""
     import av
 
+    from avcache import media
+
     try:
-        # the file itself, as avcache.media.local_url opens it: never a protocol (concat:, http:, pipe:)
-        with av.open(f"file:{path}", container_options={"protocol_whitelist": "file"}) as c:
+        with av.open(media.local_url(path), container_options=media.LOCAL_ONLY) as c:
             if c.duration:
                 return c.duration / 1_000_000
             lengths = [float(s.duration * s.time_base) for s in c.streams if s.duration]
             return max(lengths) if lengths else None
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+    except (media.MediaError, av.error.FFmpegError, OSError, UnicodeDecodeError):
         return None
 
 
+def outside(folder: Path, relative: str) -> Path | None:
+    """Where ``folder / relative`` really is (symlinks followed) when that is not inside
+    ``folder`` (``..``, an absolute path, a link out of it); None when it is inside."""
+    target = (folder / relative).resolve()
+    return None if target.is_relative_to(folder.resolve()) else target
+
+
 def load_clips(
-    root: str | Path, fmt: str, max_seconds: int = SEGMENTS, videos: str | Path | None = None
+    root: str | Path,
+    fmt: str,
+    max_seconds: int = SEGMENTS,
+    videos: str | Path | None = None,
+    allow_outside_root: bool = False,
 ) -> ClipDataset:
     """Read a clip dataset of format ``fmt`` under ``root`` (see the module's table). ``videos``:
-    the folder the clips' paths are relative to (the same folder as ``root``; default ``root``)."""
+    the folder the clips' paths are relative to (the same folder as ``root``; default ``root``).
+    A path that leads outside ``root`` is refused unless ``allow_outside_root``."""
     root = Path(root)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown clip dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
@@ -232,6 +274,11 @@ def load_clips(
         if r.path in seen:
             raise DatasetError(f"{r.where}: {r.path} is listed twice (also {seen[r.path]})")
         seen[r.path] = r.where
+        if not allow_outside_root and (target := outside(root, r.path)) is not None:
+            raise DatasetError(
+                f"{r.where}: path {r.path!r} leads outside the dataset root {root} (to {target}); "
+                "move the file under the root, or set dataset.allow_outside_root: true to read it there"
+            )
     fold_of_group = {}
     for r in rows:
         if r.fold > 0:
@@ -249,14 +296,17 @@ def load_clips(
     labels = np.zeros((len(rows), len(names)), np.uint8)
     for i, r in enumerate(rows):
         labels[i, [index[x] for x in r.labels]] = 1
-    lengths = [probe_seconds(root / r.path) or r.seconds or max_seconds for r in rows]
-    seconds = np.array([min(max_seconds, max(1, math.ceil(x - LENGTH_SLACK))) for x in lengths], np.int16)
+    lengths = [probe_seconds(root / r.path) or r.seconds for r in rows]
+    # a clip that cannot be read fails at extraction; it must not widen every cache's time axis
+    longest = max((x for x in lengths if x), default=max_seconds)
+    seconds = np.array([min(max_seconds, max(1, math.ceil((x or longest) - LENGTH_SLACK))) for x in lengths], np.int16)
     metadata = {
         "esc50": ["meta/esc50.csv"],
         "urbansound8k": ["metadata/UrbanSound8K.csv"],
         "tut2017": ["meta.txt"],
         "dcase2021": ["meta.csv"],
         "csv": [CSV_NAME],
+        "fsdd": [],  # the file names are the metadata
     }[fmt]
     return ClipDataset(
         [r.path for r in rows],

@@ -89,12 +89,17 @@ class Task:
     seconds: int = 10  # decoded and pooled (the dataset's longest clip; shorter ones are padded)
 
 
+SILENT = "silent_peak"  # in a Row's facts only for a silent clip; the stage reports it, the cache never holds it
+
+
 def finish(extractor, reduction: Reduction, decoded, seconds: int = 10) -> Row:
     """Model, per-video reduction and per-second pooling of one decoded clip."""
     values, times = extractor(decoded)
     if reduction.per_video:
         values = reduction(values)
     facts = {**decoded.facts(), "file": Path(decoded.file).name}  # the name only: no machine paths
+    if getattr(decoded, "silent", False):
+        facts[SILENT] = decoded.peak
     return Row(pool_seconds(values, times, seconds), facts, decoded.notes())
 
 

@@ -141,7 +141,7 @@ class Worker:
         if task.missing:
             return engine.Failed(task.missing)
         if not visible(task.path):
-            return Unseen(node_name(), f"{task.path}: no such file on this node")
+            return Unseen(node_name(), "no such file on this node")  # the driver names the path
         if self.pool is not None:
             decoded = self.pool.submit(engine.decode, self.decoder, task.path, task.seconds).result()
         else:

@@ -62,8 +62,8 @@ def check_release(folder: Path, ds: Dataset) -> None:
         order = np.sort(_read(folder / f"{s}_order.h5", "order").astype(int))
         if not np.array_equal(order, ds.indices(s)):
             raise ReleaseError(
-                f"{folder / f'{s}_order.h5'}: its {len(order)} rows are not the "
-                f"{len(ds.indices(s))} {s} rows of the dataset file's split"
+                f"{folder / f'{s}_order.h5'}: its {counted(len(order), 'row')} are not the "
+                f"{counted(len(ds.indices(s)), s + ' row')} of the dataset file's split"
             )
 
 

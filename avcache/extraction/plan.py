@@ -115,7 +115,7 @@ def ray_estimate(d: float, m: float, videos: int, ray, actors: int | None) -> st
     dw = ray.decode_workers
     per_video = max(m, d / dw) if dw else d + m
     n = actors or ray.workers
-    head = f"Ray engine: {1 / per_video:.2f} videos/s per actor ({dw} decode workers, hardware like this)"
+    head = f"Ray engine: {1 / per_video:.2f} videos/s per actor ({counted(dw, 'decode worker')}, hardware like this)"
     if not n:
         return f"{head}; with N actors about {duration(per_video * videos)} / N (set --actors or extract.ray.workers)"
     return f"{head} x {n} actors -> about {duration(per_video * videos / n)}"
@@ -189,9 +189,9 @@ def plan_one(
     what = "synthetic" if synthetic else "timed"
     lines.append(
         f"  time on this machine ({extractor.runtime()['device']}, {settings.precision}; "
-        f"{len(model_s)} {what} video(s), median, range in brackets): decode {d:.2f} s ({spread(decode_s)}) + "
-        f"model {m:.2f} s ({spread(model_s)}) per video -> serial {duration(serial)}, "
-        f"pipelined ({workers} decode workers) about {duration(piped)}"
+        f"{counted(len(model_s), what + ' video')}, median, range in brackets): decode {d:.2f} s "
+        f"({spread(decode_s)}) + model {m:.2f} s ({spread(model_s)}) per video -> serial {duration(serial)}, "
+        f"pipelined ({counted(workers, 'decode worker')}) about {duration(piped)}"
     )
     lines.append("  " + ray_estimate(d, m, len(unique), settings.ray, actors))
     free = shutil.disk_usage(out_dir if out_dir.exists() else Path(".")).free

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from avcache.contract.io import counted
+
 
 def pool_seconds(values: np.ndarray, times: np.ndarray, seconds: int = 10) -> np.ndarray:
     """Mean of the frames whose time falls in [t, t+1) for t = 0..seconds-1."""
@@ -63,7 +65,7 @@ class ChannelMean(Reduction):
     def __call__(self, x):
         c = x.shape[-1]
         if self.dim > c:
-            raise ValueError(f"mean reduction to {self.dim} channels, but the layer has only {c}")
+            raise ValueError(f"mean reduction to {counted(self.dim, 'channel')}, but the layer has only {c}")
         if c % self.dim == 0:
             return x.reshape(*x.shape[:-1], self.dim, c // self.dim).mean(-1)
         groups = np.array_split(np.arange(c), self.dim)
@@ -73,7 +75,7 @@ class ChannelMean(Reduction):
 def _pca_from_moments(n: int, s1: np.ndarray, s2: np.ndarray, k: int):
     """Top-k principal axes from streamed sums; signs fixed so each axis's largest entry is > 0."""
     if n <= k:
-        raise ValueError(f"PCA to {k} components needs more than {k} vectors, got {n}")
+        raise ValueError(f"PCA to {counted(k, 'component')} needs more than {counted(k, 'vector')}, got {n}")
     mean = s1 / n
     cov = (s2 - n * np.outer(mean, mean)) / (n - 1)
     evals, evecs = np.linalg.eigh(cov)

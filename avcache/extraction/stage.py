@@ -158,6 +158,16 @@ def work_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def relative_reason(reason: str, videos: str | Path) -> str:
+    """``reason`` with the videos folder taken out of the paths it names (``<videos>/a/b.mp4``:
+    ``a/b.mp4``; a message about the folder itself starts at what it says)."""
+    for base in dict.fromkeys((str(Path(videos)), str(Path(videos).resolve()))):
+        if base == ".":  # paths under "." carry no prefix
+            continue
+        reason = reason.removeprefix(f"{base}: ").replace(base + os.sep, "")
+    return reason
+
+
 def report_path(out: Path) -> Path:
     return out.with_name(out.stem + ".report.json")
 
@@ -222,13 +232,15 @@ def run(
     engine: str = "local",
     decode_workers: int | str = "auto",
     ray: RayParams | dict | None = None,
+    silent: str = "keep",
 ) -> Path:
     """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
 
-    ``device``, ``precision``, ``engine``, ``decode_workers`` and ``ray`` are params.yaml's
-    ``extract`` options; the rows, the report and the published cache do not depend on the
-    engine (nor on its settings)."""
+    ``device``, ``precision``, ``engine``, ``decode_workers``, ``ray`` and ``silent`` are
+    params.yaml's ``extract`` options; the rows, the report and the published cache do not
+    depend on the engine (nor on its settings)."""
     P.check_value("extract.on_failure", on_failure, P.OnFailure)
+    P.check_value("extract.silent", silent, P.Silent)
     if not isinstance(ray, RayParams):
         ray = P.from_params(RayParams, ray, "extract.ray")
     out = Path(out)
@@ -261,13 +273,26 @@ def run(
             progress,
             on_failure,
             storage,
+            silent,
         )
     finally:
         backend.close()
 
 
 def _run(
-    backend, modality, name, options, reduction, reduction_cfg, dataset, videos, out, progress, on_failure, storage
+    backend,
+    modality,
+    name,
+    options,
+    reduction,
+    reduction_cfg,
+    dataset,
+    videos,
+    out,
+    progress,
+    on_failure,
+    storage,
+    silent_policy="keep",
 ) -> Path:
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
@@ -275,7 +300,8 @@ def _run(
     stamps = [video_stamp(videos, vid, rel) for vid, rel in zip(ids, relative)]
     done_before = sum(work.done(i, stamps[i]) for i in range(len(ids)))
     if done_before:
-        log.info("resuming %s/%s: %d of %d videos already done in %s", modality, name, done_before, len(ids), work.dir)
+        total = counted(len(ids), "video")
+        log.info("resuming %s/%s: %d of %s already done in %s", modality, name, done_before, total, work.dir)
     first_row, tasks, copies = {}, [], {}  # AVE lists a few videos twice (two classes): decode each file once
     for i, vid in enumerate(ids):
         if work.done(i, stamps[i]):
@@ -289,7 +315,7 @@ def _run(
             except MediaError as e:
                 tasks.append(engine.Task(i, vid, None, str(e)))
     if tasks:
-        log.info("%s/%s: %d videos to extract on the %s", modality, name, len(tasks), backend.about())
+        log.info("%s/%s: %s to extract on the %s", modality, name, counted(len(tasks), "video"), backend.about())
     bar = tqdm(
         total=len(ids),
         initial=done_before,
@@ -332,10 +358,26 @@ def _run(
         results.close()
     bar.close()
 
-    failed = {i: r for i in range(len(ids)) if (r := work.failure(i)) is not None}
-    notes = {i: m for i in range(len(ids)) if i not in failed and (m := work.meta(i))[1]}
+    failed = {i: relative_reason(r, videos) for i in range(len(ids)) if (r := work.failure(i)) is not None}
+    metas = {i: work.meta(i) for i in range(len(ids)) if i not in failed}
+    silent = {i: facts for i, (facts, _) in metas.items() if engine.SILENT in facts}
+    if silent:
+        log.warning(
+            "%s/%s: %d of %s %s digital silence (policy %s); see %s",
+            modality,
+            name,
+            len(silent),
+            counted(len(ids), "video"),
+            "is" if len(silent) == 1 else "are",
+            silent_policy,
+            report_path(out),
+        )
+    if silent_policy == "fail":
+        for i, facts in silent.items():
+            failed[i] = f"{facts['file']}: the audio is digital silence and extract.silent is 'fail'"
+    notes = {i: m for i, m in metas.items() if i not in failed and m[1]}
     engine_report = backend.report() if hasattr(backend, "report") else {}
-    write_report(report_path(out), modality, name, ids, failed, notes, on_failure, engine_report)
+    write_report(report_path(out), modality, name, ids, failed, notes, on_failure, silent, engine_report)
     if failed:
         log.warning(
             "%s/%s: %d of %s failed (policy %s); see %s",
@@ -371,6 +413,7 @@ def _run(
         "fit_split": "train" if reduction.needs_fit else None,
         "per_second": "mean of the frames whose time is in [t, t+1)",
         "failure_policy": on_failure,
+        **({"silent_policy": silent_policy} if silent_policy != "keep" else {}),  # keep: the caches of before
         "failed_videos": len(failed),
         "code_sha256": code["sha256"],
         "code_files": code["files"],
@@ -387,6 +430,7 @@ def _run(
         for i in range(len(ids)):
             if valid[i]:
                 row, facts, _ = work.get(i)
+                facts.pop(engine.SILENT, None)
                 writer.write(i, row if reduction.per_video else reduction(row), facts)
             else:
                 writer.write(i, np.zeros(shape, np.float32))
@@ -404,9 +448,11 @@ def write_report(
     failed: dict[int, str],
     altered: dict[int, tuple[dict, list[str]]],
     policy: str,
+    silent: dict[int, dict] | None = None,
     engine_report: dict | None = None,
 ) -> None:
-    """Every failed or altered video and why, beside the cache (JSON, for people and scripts);
+    """Every failed, altered or silent video and why, beside the cache (JSON, for people and
+    scripts). Files are named relative to the videos folder, so a report can be shared.
     ``engine_report``: what the engine adds (the Ray engine: worker deaths and retries, when any)."""
     report = {
         "extractor": name,
@@ -417,6 +463,10 @@ def write_report(
         "altered": [
             {"row": i, "video": ids[i], "file": facts.get("file"), "what": n}
             for i, (facts, n) in sorted(altered.items())
+        ],
+        "silent": [
+            {"row": i, "video": ids[i], "file": facts.get("file"), "peak": facts[engine.SILENT]}
+            for i, facts in sorted((silent or {}).items())
         ],
         **(engine_report or {}),
     }
@@ -448,7 +498,17 @@ def main(argv=None) -> None:
             cls.import_cache(dataset, dataset.videos, out)
             write_report(report_path(out), a.modality, a.name, dataset.video_ids, {}, {}, stage.on_failure)
         else:
-            run(a.modality, a.name, options, dataset, dataset.videos, out, on_failure=stage.on_failure, **settings)
+            run(
+                a.modality,
+                a.name,
+                options,
+                dataset,
+                dataset.videos,
+                out,
+                on_failure=stage.on_failure,
+                silent=stage.silent,
+                **settings,
+            )
     except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
     except OSError as e:

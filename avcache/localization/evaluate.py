@@ -98,7 +98,7 @@ def evaluate(
         )
         + "\n",
     )
-    write_per_class_md(results / "per_class.md", f"{what}: test, mean over {len(tables)} seed(s)", classes)
+    write_per_class_md(results / "per_class.md", f"{what}: test, mean over {counted(len(tables), 'seed')}", classes)
     _, seed, probs, labels = best
     c = len(names)
     actual, predicted = labels.reshape(-1, c).argmax(-1), probs.reshape(-1, c).argmax(-1)

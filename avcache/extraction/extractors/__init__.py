@@ -23,6 +23,8 @@ REGISTRY = {
     "vq_wav2vec": "avcache.extraction.extractors.fairseq_wav2vec:VQWav2Vec",
     "wav2vec2": "avcache.extraction.extractors.wav2vec2:Wav2Vec2",
     "musicnn": "avcache.extraction.extractors.musicnn:Musicnn",
+    "logmel": "avcache.extraction.extractors.spectrogram:LogMel",
+    "mfcc": "avcache.extraction.extractors.spectrogram:MFCC",
     # visual
     "vgg19": "avcache.extraction.extractors.keras_apps:VGG19",
     "efficientnet": "avcache.extraction.extractors.efficientnet:EfficientNet",

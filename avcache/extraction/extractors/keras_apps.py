@@ -27,7 +27,7 @@ def build(extractor, app: str, weights_file: str, weights: str | None, size: int
     """(feature model, weights path used, where they came from) for keras.applications.<app>,
     built on the extractor's device under the dtype policy of its precision."""
     name = extractor.name
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    runtime.quiet_tensorflow()
     import keras
 
     runtime.tf_deterministic()

@@ -98,7 +98,7 @@ class Musicnn(AudioExtractor):
 
     def _build(self):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # musicnn uses tf.compat.v1.layers
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        runtime.quiet_tensorflow()
         import warnings
 
         import tensorflow as tf

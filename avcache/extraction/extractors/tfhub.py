@@ -7,11 +7,11 @@ take a mono 16 kHz float32 waveform and return one row per 0.96-s window.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from avcache import runtime
 from avcache.contract.io import sha256_files
 from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound
 
@@ -19,7 +19,7 @@ WINDOW = 0.96  # seconds per example, both models
 
 
 def load_hub(name: str, handle: str):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    runtime.quiet_tensorflow()
     try:
         import tensorflow_hub as hub
     except ImportError as e:
