@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.lock constraints.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements.lock
 	touch $@
 
-# openl3 (torchopenl3) and fairseq (wav2vec, vq-wav2vec): only those extractors need them
+# openl3 (torchopenl3), fairseq (wav2vec, vq-wav2vec), ai-edge-litert (YAMNet from a .tflite file): only those need them
 $(VENV)/.extras: $(VENV)/.installed requirements-extras.lock
 	$(BIN)/pip install --quiet --no-deps -r requirements-extras.lock
 	touch $@

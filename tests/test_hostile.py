@@ -320,6 +320,19 @@ def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
     assert line.startswith(f"{path}: ") and "cannot be opened" in line and "dvc checkout --force" in line
 
 
+def test_a_truncated_dataset_file_is_refused_in_one_line(tmp_path):
+    from avcache.contract.dataset import DatasetError, read_dataset
+
+    make_project(tmp_path)
+    path = tmp_path / DATASET
+    path.write_bytes(path.read_bytes()[:1500])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(path)
+    line = one_line(str(e.value))
+    assert line.startswith(f"{path}: cannot be opened, it is truncated or not an HDF5 file (")
+    assert f"dvc checkout --force {path}" in line
+
+
 def test_non_finite_features_are_refused_naming_the_rows(tmp_path):
     from avcache.contract.cache import CacheError, read_features
 
@@ -333,6 +346,56 @@ def test_non_finite_features_are_refused_naming_the_rows(tmp_path):
         read_features(path, ds_of(ids))
     line = one_line(str(e.value))
     assert line.startswith(f"{path}: non-finite features (NaN or inf) in 2 rows: v2, v5")
+
+
+def test_audio_and_visual_caches_swapped_are_refused_in_one_line(tmp_path):
+    """By shape (a grid given as audio), and by the cache's own ``modality`` where shapes agree."""
+    from avcache.contract.cache import CacheError
+    from avcache.contract.pair import load_pair
+
+    ds = make_project(tmp_path)
+    with pytest.raises(CacheError) as e:
+        load_pair(tmp_path / DATASET, tmp_path / VISUAL, tmp_path / AUDIO)
+    line = one_line(str(e.value))
+    assert line.startswith(f"{tmp_path / VISUAL}: a visual cache (24 x 10 x 2 x 2 x 6) given as the audio one; ")
+    assert f"are the audio and visual caches swapped (the other is {tmp_path / AUDIO})?" in line
+    flat = tmp_path / "features/visual/flat.h5"  # a visual cache without a grid: [N, 10, d], as audio is
+    with CacheWriter(flat, ds.video_ids, (10, 6), {"name": "flat", "modality": "visual"}) as w:
+        for i in range(len(ds.video_ids)):
+            w.write(i, np.ones((10, 6), np.float32))
+    with pytest.raises(CacheError, match=r"flat.h5: a visual cache \(24 x 10 x 6\) given as the audio one"):
+        load_pair(tmp_path / DATASET, flat, tmp_path / VISUAL)
+    assert load_pair(tmp_path / DATASET, tmp_path / AUDIO, flat).visual.shape == (24, 10, 1, 6)
+
+
+def test_a_checkpoint_for_caches_of_another_width_is_refused_in_one_line(tmp_path):
+    from avcache.contract.pair import load_pair
+    from avcache.localization.models import CheckpointError, load_checkpoint
+
+    make_project(tmp_path, audio=np.ones((24, 10, 5), np.float32))  # the checkpoint was trained on width 8
+    save_models(tmp_path)
+    pair = load_pair(tmp_path / DATASET, tmp_path / AUDIO, tmp_path / VISUAL)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "models/seed0.pt", shapes=pair.shapes, caches="these caches")
+    line = one_line(str(e.value))
+    assert line.startswith(f"{tmp_path / 'models/seed0.pt'}: trained on caches of other shapes than these caches")
+    assert "(audio_dim 8 vs 5; checkpoint vs caches)" in line
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("damage", ["swapped", "width"])
+def test_evaluate_stage_refuses_swapped_or_mismatched_caches_in_one_line(tmp_path, damage):
+    make_project(tmp_path, audio=np.ones((24, 10, 5), np.float32) if damage == "width" else None)
+    save_models(tmp_path)
+    args = ["--dataset", DATASET, "--audio", VISUAL, "--visual", AUDIO] if damage == "swapped" else STAGE_ARGS[:6]
+    rc, out = avcache("evaluate", *args, "--models", "models", "--results", "results", cwd=tmp_path)
+    line = one_line(out)
+    assert rc != 0 and line.startswith("evaluate: "), line
+    if damage == "swapped":
+        assert line.startswith(f"evaluate: {VISUAL}: a visual cache (24 x 10 x 2 x 2 x 6) given as the audio one")
+    else:
+        assert line.startswith("evaluate: models/seed0.pt: trained on caches of other shapes") and "8 vs 5" in line
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.subprocess

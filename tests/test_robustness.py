@@ -371,7 +371,7 @@ def test_full_disk_is_a_clear_error_and_keeps_finished_work(demo20, reference_ca
     assert p.wait(timeout=600) != 0
     err = p.stderr.read()
     assert "cannot write" in err and "a file grew past the size limit" in err
-    assert "finished videos are kept and will not be recomputed" in err
+    assert "finished videos are kept in features/audio/.musicnn.work-" in err and "will not be recomputed" in err
     assert rows_done(root) == 20 and not (root / "features/audio/musicnn.h5").exists()
     assert not list((root / "features/audio").glob("*.tmp"))
     p = stage(root, *EXTRACT)

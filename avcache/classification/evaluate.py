@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+from avcache.classification.cnns import describe_size
 from avcache.contract.dataset import DatasetError, read_dataset
 from avcache.contract.io import atomic_write_text, counted
 from avcache.metrics import mean_per_class, mean_std, per_class, segment_metrics, write_confusion, write_per_class_md
@@ -78,6 +79,7 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
         "test": mean_std(runs["test"]),
         "val": mean_std(runs["val"]),
         "per_fold": {k: mean_std(v) for k, v in per_fold.items()},
+        **({"model_size": training["model_size"]} if training.get("model_size") else {}),
     }
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -111,6 +113,8 @@ def evaluate(dataset: Path, models_dir: Path, results: Path, live_dir: Path | No
     t = metrics["test"]
     runs = f"{counted(len(test_folds), 'fold')} x {counted(len(seeds), 'seed')}"
     print(f"{what}: test {key} {t[key]:.4f} ± {t[key + '_std']:.4f} over {runs}")
+    if training.get("model_size"):
+        print(describe_size(training["model"], training["model_size"]))
     return metrics
 
 

@@ -351,8 +351,14 @@ HEADS = {"linear": Linear, "mlp": MLP, "temporal": Temporal}
 
 
 def check_options(name: str, options: dict | None) -> dict:
+    """``models.<name>`` of a clip head or of a CNN on spectrograms (``avcache.classification.cnns``)."""
+    from avcache.classification.cnns import CNNS, check_cnn_options
+
+    if name in CNNS:
+        return check_cnn_options(name, options)
     if name not in HEADS:
         raise ParamsError(
-            f"params.yaml: model {name!r} is not a clip head; a clip dataset takes one of {', '.join(HEADS)}"
+            f"params.yaml: model {name!r} is not a clip head or a spectrogram CNN; a clip dataset takes one of "
+            f"{', '.join([*HEADS, *CNNS])}"
         )
     return check_call(HEADS[name], options, f"models.{name}")

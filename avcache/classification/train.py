@@ -4,7 +4,9 @@ validation predictions are saved for ``avcache.classification.evaluate``, which 
     python -m avcache train --dataset features/dataset.h5 --audio features/audio/musicnn.h5 \
         --visual features/visual/efficientnet.h5 --models models --live dvclive
     # on a clip dataset (the dataset file's kind picks this task); reads params.yaml `model`,
-    # `models.<model>` (a head: linear, mlp, temporal) and `train` (its seeds)
+    # `models.<model>` (a head: linear, mlp, temporal; or a CNN on a spectrogram audio cache:
+    # cnn, resnet18, resnet50, lowcomplexity, efficientnet_transfer) and `train` (seeds; the
+    # CNNs also train.device and train.precision)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from avcache.classification.cnns import CNNS, build_cnn, describe_size, size_of
 from avcache.classification.heads import HEADS, Transform, check_options, load_inputs, plan_folds
 from avcache.contract import params as P
 from avcache.contract.cache import CacheError, read_provenance
@@ -34,14 +37,27 @@ def train(
     models_dir: Path,
     live_dir: Path | None = None,
     progress: bool = True,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> dict:
     """Every (test fold, seed): fit on the fold's training clips, stop on its validation clips
     (linear: choose C on them, then refit on training + validation clips), predict its test clips.
-    Writes ``models/clips.npz`` (the predictions) and ``training.json``."""
-    inputs, pca = options.get("inputs", "audio"), options.get("pca")
+    Writes ``models/clips.npz`` (the predictions) and ``training.json``. A CNN reads the audio
+    cache's spectrograms (its per-bin standardisation fitted per fold like the heads'), trains on
+    ``device`` in ``precision`` and prints its size once."""
+    cnn = name in CNNS
+    inputs, pca = ("audio", None) if cnn else (options.get("inputs", "audio"), options.get("pca"))
     caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
-    x, mask, usable = load_inputs(ds, caches)
+    fps = None
+    if cnn:
+        x, mask, usable, fps = load_spectrograms(ds, audio)
+    else:
+        x, mask, usable = load_inputs(ds, caches)
     plans = plan_folds(ds, usable)
+    model_size = None
+    if cnn:  # the size before hours of training, where the student sees it
+        model_size = size_of(name, options, x.shape[2], ds.labels.shape[1], fps)
+        print(describe_size(name, model_size), flush=True)
     head_options = {k: v for k, v in options.items() if k not in ("inputs", "pca")}
     n, c = len(ds.video_ids), ds.labels.shape[1]
     test_probs = np.full((len(seeds), n, c), np.nan, np.float32)
@@ -58,21 +74,33 @@ def train(
             t = Transform(x[fold.train], mask[fold.train], pca)
             xs = t(x)
             curve = []
-            head = HEADS[name](**head_options, inputs=inputs, pca=pca).fit(
+            if cnn:
+                head, extra = build_cnn(name, options), {"frames_per_second": fps, "device": device}
+                extra["precision"] = precision
+            else:
+                head, extra = HEADS[name](**head_options, inputs=inputs, pca=pca), {}
+            head.fit(
                 xs[fold.train],
                 mask[fold.train],
                 ds.labels[fold.train],
                 (xs[fold.val], mask[fold.val], ds.labels[fold.val]),
                 seed,
                 ds.multi_label,
-                lambda e, v, curve=curve: curve.append((e, v)),
+                lambda e, v, curve=curve, **more: curve.append((e, v, more)),
+                **extra,
             )
             test_probs[si, fold.test] = head.predict(xs[fold.test], mask[fold.test])
             val_probs[si, fi, fold.val] = head.predict(xs[fold.val], mask[fold.val])
             if live is not None and name != "linear":  # linear: val score per C, in training.json
-                for e, v in curve:
+                run = f"fold{fold.test_fold}/seed{seed}"
+                score = "map" if ds.multi_label else "acc"
+                for e, v, more in curve:
                     live.step = e
-                    live.log_metric(f"fold{fold.test_fold}/seed{seed}/val/loss", v)
+                    live.log_metric(f"{run}/val/loss", v)
+                    if "train_loss" in more:
+                        live.log_metric(f"{run}/train/loss", more["train_loss"])
+                    if np.isfinite(more.get("val_score", np.nan)):
+                        live.log_metric(f"{run}/val/{score}", more["val_score"])
             summary.append(
                 {
                     "seed": seed,
@@ -113,6 +141,11 @@ def train(
         "model": name,
         "options": options,
         "inputs": inputs,
+        **(
+            {"model_size": model_size, "frames_per_second": fps, "device": device, "precision": precision}
+            if cnn
+            else {}
+        ),
         "caches": {
             m: {"path": str(p), "name": read_provenance(p).get("name")}
             for m, p in (("audio", audio), ("visual", visual))
@@ -122,6 +155,17 @@ def train(
     }
     atomic_write_text(models_dir / "training.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+def load_spectrograms(ds: ClipDataset, audio: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(frames [N, T, mels], valid-frames mask [N, T], usable rows [N], frames per second) of a
+    spectrogram audio cache (``logmel`` / ``mfcc``)."""
+    from avcache.contract import cache
+
+    x, valid_frames, fps = cache.read_spectrograms(audio, ds)  # a CacheError names a cache of another layout
+    usable = cache.read_valid(audio, ds)[0]
+    mask = np.arange(x.shape[1])[None, :] < np.asarray(valid_frames)[:, None]
+    return x.astype(np.float32, copy=False), mask, usable, int(fps)
 
 
 def main(argv=None) -> None:
@@ -138,7 +182,18 @@ def main(argv=None) -> None:
         recipe = P.from_params(Recipe, cfg.get("train"), "train")  # the seeds
         dataset = read_dataset(a.dataset)
         options = check_options(name, P.section(cfg, f"models.{name}"))
-        train(name, options, recipe.seeds, dataset, a.audio, a.visual, a.models, a.live)
+        train(
+            name,
+            options,
+            recipe.seeds,
+            dataset,
+            a.audio,
+            a.visual,
+            a.models,
+            a.live,
+            device=recipe.device,
+            precision=recipe.precision,
+        )
     except (P.ParamsError, CacheError, DatasetError, ValueError) as e:
         raise SystemExit(f"train: {e}") from None
 

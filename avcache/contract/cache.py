@@ -20,7 +20,10 @@ written (``avcache.contract.io.atomic_path``), so a half-written cache never sit
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -111,7 +114,9 @@ class CacheWriter:
         self.n = len(video_ids)
         self.done = np.zeros(self.n, bool)
         self.f = h5py.File(self.tmp, "w")
-        self.f.create_dataset(
+        # one handle for every write: a handle freed after each one would flush HDF5's chunk cache
+        # in its destructor, where a full disk can only print a traceback, not raise
+        self.features = self.f.create_dataset(
             "features", shape=(self.n, *row_shape), fletcher32=True, **storage.dataset_options(self.n, row_shape)
         )
         h5.create(self.f, "video_ids", h5.utf8_strings(video_ids))
@@ -135,7 +140,10 @@ class CacheWriter:
             )
         # converted by numpy (round to nearest): HDF5's own float32 -> float16 conversion gets some
         # values wrong (h5py 3.14 stored -0.9999962 as -0.5)
-        self.f["features"][i] = np.asarray(row).astype(self.storage.dtype)
+        try:
+            self.features[i] = np.asarray(row).astype(self.storage.dtype)
+        except (OSError, RuntimeError) as e:
+            raise write_error(e, self.tmp) from None
         for k, v in (media or {}).items():
             empty = np.full(self.n, "", object) if isinstance(v, str) else np.zeros(self.n, np.float32)
             self.media.setdefault(k, empty)[i] = v
@@ -169,6 +177,8 @@ class CacheWriter:
         except BaseException as e:
             self._close_quietly()
             self._publish.__exit__(type(e), e, e.__traceback__)
+            if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, CacheError):
+                raise write_error(e, self.tmp) from None
             raise
         if exc_type is not None:
             self._close_quietly()
@@ -176,11 +186,42 @@ class CacheWriter:
         return False
 
     def _close_quietly(self) -> None:
-        """Closing may fail again (a full disk); the temporary file is dropped either way."""
+        """Closing may fail again (a full disk), and so may every HDF5 object freed after it, each
+        printing a traceback ("Exception ignored in ObjectID.__dealloc__"); the temporary file is
+        dropped either way, so those are silenced here."""
+        hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
         try:
             self.f.close()
         except Exception:
             pass
+        finally:
+            gc.collect()
+            sys.unraisablehook = hook
+
+
+def write_error(e: BaseException, path: Path) -> OSError:
+    """HDF5's failed write (a RuntimeError from a close, with the C errno only in its text) as an
+    ``OSError`` with that errno and the file, so callers tell a full disk from a bug.
+
+    HDF5 cannot recover from a failed flush: the file stays open inside the library, and freeing
+    or closing it again crashes the interpreter at exit; a process that gets this should exit
+    at once (``os._exit``, as the extraction stage does)."""
+    import re
+
+    if isinstance(e, OSError) and e.errno:
+        return OSError(e.errno, os.strerror(e.errno), str(path))
+    found = re.search(r"errno = (\d+)", str(e))
+    if not found:
+        return OSError(0, (str(e).strip().splitlines() or [type(e).__name__])[0][:160], str(path))
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
+
+
+def read_modality(path: str | Path) -> str | None:
+    """The cache's ``modality`` attribute (None when it has none: a cache written by hand)."""
+    with h5py.File(path, "r") as f:
+        m = f.attrs.get("modality")
+    return m.decode() if isinstance(m, bytes) else (str(m) if m is not None else None)
 
 
 def read_provenance(path: str | Path) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcache.contract.cache import read_features, read_per_second, read_valid
+from avcache.contract.cache import CacheError, read_features, read_modality, read_per_second, read_valid
 from avcache.contract.dataset import Dataset, read_dataset
 
 
@@ -25,6 +25,16 @@ class Pair:
     excluded: np.ndarray  # [N] bool: in no split
     masked: np.ndarray  # [N] bool: out of train and val, kept in test
 
+    @property
+    def shapes(self) -> dict:
+        """What a model built for this pair takes (a checkpoint records the same)."""
+        return {
+            "audio_dim": self.audio.shape[-1],
+            "visual_dim": self.visual.shape[-1],
+            "regions": self.visual.shape[2],
+            "n_classes": self.labels.shape[-1],
+        }
+
     def split(self, name: str) -> np.ndarray:
         """Row indices of a split that may be used: never excluded rows, masked rows only in test."""
         idx = self.dataset.indices(name)
@@ -32,10 +42,27 @@ class Pair:
         return idx[~drop[idx]]
 
 
+def check_modality(path: str | Path, x: np.ndarray, expected: str, other: str | Path) -> None:
+    """A visual cache given as the audio one (or the reverse) is one line, not a model's error:
+    by the cache's own ``modality`` attribute, else by its shape (audio is [N, T, d])."""
+    found = read_modality(path)
+    if found is None and expected == "audio" and x.ndim == 5:
+        found = "visual"
+    if x.ndim not in ((3,) if expected == "audio" else (3, 5)) or (found is not None and found != expected):
+        shape = " x ".join(map(str, x.shape))
+        raise CacheError(
+            f"{path}: a {found or 'feature'} cache ({shape}) given as the {expected} one; "
+            f"are the audio and visual caches swapped (the other is {other})? check params.yaml `audio` / "
+            "`visual` and the stage's --audio / --visual"
+        )
+
+
 def load_pair(dataset: str | Path | Dataset, audio: str | Path, visual: str | Path) -> Pair:
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
     a = read_per_second(audio, ds)  # a spectrogram cache: each second's mean frame
+    check_modality(audio, a, "audio", visual)
     v = read_features(visual, ds)
+    check_modality(visual, v, "visual", audio)
     v = v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) if v.ndim == 5 else v[:, :, None, :]
     excluded = np.zeros(len(a), bool)
     masked = np.zeros(len(a), bool)

@@ -42,7 +42,8 @@ from avcache.contract.params import ExtractParams, RayParams
 from avcache.extraction import engine, extractors
 from avcache.extraction.reduce import Reduction, make_reduction
 from avcache.media import MediaError
-from avcache.workdir import WorkDir
+from avcache.process import ParamsGuard, die_with_dvc
+from avcache.workdir import OutputBusy, OutputLock, WorkDir, stale_work_folders
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,18 @@ def check_writable(folder: Path) -> None:
         raise StageError(f"cannot write to {folder} ({e.strerror or e}); make it writable and re-run") from None
 
 
+def check_space(out: Path, n: int, shape: tuple[int, ...], storage: Storage, kept: Path) -> None:
+    """Refuse to start writing an uncompressed cache that cannot fit on the disk (a compressed
+    one's size is unknown: a full disk then fails the write, one line too)."""
+    need = n * int(np.prod(shape)) * np.dtype(storage.dtype).itemsize
+    free = shutil.disk_usage(out.parent).free
+    if storage.compression == "none" and need > free:
+        raise StageError(
+            f"cannot write {out}: it needs {need / 1e6:.1f} MB and {out.parent} has {free / 1e6:.1f} MB free. "
+            f"Free space and re-run `dvc repro`: finished videos are kept in {kept} and will not be recomputed"
+        )
+
+
 class LocalEngine:
     """The model in this process; decoding here (``decode_workers: 0``) or in worker processes."""
 
@@ -233,12 +246,15 @@ def run(
     decode_workers: int | str = "auto",
     ray: RayParams | dict | None = None,
     silent: str = "keep",
+    before_publish=None,
 ) -> Path:
     """Extract every video of ``dataset`` with extractor ``name`` into the cache ``out``.
 
     ``device``, ``precision``, ``engine``, ``decode_workers``, ``ray`` and ``silent`` are
     params.yaml's ``extract`` options; the rows, the report and the published cache do not
-    depend on the engine (nor on its settings)."""
+    depend on the engine (nor on its settings). The whole run holds a lock on ``out`` (``OutputLock``);
+    ``before_publish()``, when given, is called once every video is done and may raise
+    ``StageError`` to publish nothing (params.yaml changed meanwhile)."""
     P.check_value("extract.on_failure", on_failure, P.OnFailure)
     P.check_value("extract.silent", silent, P.Silent)
     if not isinstance(ray, RayParams):
@@ -258,7 +274,47 @@ def run(
         )
     if extractors.get(name).modality != modality:
         raise ValueError(f"extractor {name} is {extractors.get(name).modality}, listed under {modality}")
-    backend = open_engine(name, options, reduction, reduction_cfg, device, precision, engine, decode_workers, ray)
+    with OutputLock(out):
+        stale_tmp = out.with_name(out.name + ".tmp")
+        if stale_tmp.exists():  # a run killed while publishing; nobody else writes it (we hold the lock)
+            log.info("removing %s, left by a run killed while publishing", stale_tmp)
+            stale_tmp.unlink()
+        report_leftovers(out)
+        return _run_engine(
+            name,
+            options,
+            reduction,
+            reduction_cfg,
+            storage,
+            dataset,
+            videos,
+            out,
+            progress,
+            on_failure,
+            modality,
+            (device, precision, engine, decode_workers, ray),
+            silent,
+            before_publish,
+        )
+
+
+def _run_engine(
+    name,
+    options,
+    reduction,
+    reduction_cfg,
+    storage,
+    dataset,
+    videos,
+    out,
+    progress,
+    on_failure,
+    modality,
+    settings,
+    silent,
+    before_publish,
+) -> Path:
+    backend = open_engine(name, options, reduction, reduction_cfg, *settings)
     try:
         return _run(
             backend,
@@ -274,9 +330,24 @@ def run(
             on_failure,
             storage,
             silent,
+            before_publish,
         )
     finally:
         backend.close()
+
+
+def report_leftovers(out: Path) -> None:
+    """Warn about other caches' work folders that no run will remove (their cache is published)."""
+    for work, cache, size in stale_work_folders(out.parent):
+        if cache != out:
+            log.warning(
+                "%s: %.1f MB left by a failed run of %s; that cache has been published since (DVC's run-cache), "
+                "so no run will remove this folder: remove it with `rm -r %s`",
+                work,
+                size / 1e6,
+                cache.name,
+                work,
+            )
 
 
 def _run(
@@ -293,6 +364,7 @@ def _run(
     on_failure,
     storage,
     silent_policy="keep",
+    before_publish=None,
 ) -> Path:
     ids = dataset.video_ids
     work = WorkStore(out, work_key(modality, name, options, reduction_cfg, dataset, videos, backend.runtime))
@@ -377,7 +449,10 @@ def _run(
             failed[i] = f"{facts['file']}: the audio is digital silence and extract.silent is 'fail'"
     notes = {i: m for i, m in metas.items() if i not in failed and m[1]}
     engine_report = backend.report() if hasattr(backend, "report") else {}
-    write_report(report_path(out), modality, name, ids, failed, notes, on_failure, silent, engine_report)
+
+    def report() -> None:
+        write_report(report_path(out), modality, name, ids, failed, notes, on_failure, silent, engine_report)
+
     if failed:
         log.warning(
             "%s/%s: %d of %s failed (policy %s); see %s",
@@ -389,6 +464,7 @@ def _run(
             report_path(out),
         )
     if failed and on_failure == "stop":
+        report()
         raise StageError(
             f"{counted(len(failed), 'video')} failed and extract.on_failure is 'stop': see "
             f"{report_path(out)}. The other videos are kept in {work.dir}; fix or remove "
@@ -396,12 +472,16 @@ def _run(
         )
     valid = np.array([i not in failed for i in range(len(ids))])
     if not valid.any():
+        report()
         raise StageError(f"every video failed; see {report_path(out)}")
     if reduction.needs_fit:
         fit_rows = [i for i in dataset.indices("train") if valid[i]]
         reduction.fit(work.get(i)[0] for i in fit_rows)
     first = work.get(int(np.flatnonzero(valid)[0]))[0]
     shape = (first if reduction.per_video else reduction(first)).shape
+    if before_publish is not None:
+        before_publish()
+    check_space(out, len(ids), shape, storage, work.dir)
     code = lineage.fingerprint(f"extract/{name}")
     provenance = {
         **backend.describe,
@@ -436,6 +516,7 @@ def _run(
                 writer.write(i, np.zeros(shape, np.float32))
         writer.set_valid(valid, on_failure)
         writer.save_state("reduction", reduction.state())
+    report()  # after the cache: a kill in between leaves the work folder, and the next run redoes both
     work.remove()
     return out
 
@@ -481,6 +562,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="the cache to write (features/<modality>/<name>.h5)")
     a = ap.parse_args(argv)
     out = Path(a.out)
+    guard = ParamsGuard()
+
+    def before_publish() -> None:
+        if guard.changed():
+            raise StageError(guard.message(f"nothing was published (finished videos are kept beside {out})"))
+
     try:
         cfg = P.load()
         stage = P.from_params(ExtractParams, cfg.get("extract"), "extract")
@@ -495,8 +582,10 @@ def main(argv=None) -> None:
         dataset = read_dataset(a.dataset)
         cls = extractors.get(a.name)
         if hasattr(cls, "import_cache"):  # released features: nothing to decode, nothing can fail
-            cls.import_cache(dataset, dataset.videos, out)
-            write_report(report_path(out), a.modality, a.name, dataset.video_ids, {}, {}, stage.on_failure)
+            check_writable(out.parent)
+            with OutputLock(out):
+                cls.import_cache(dataset, dataset.videos, out)
+                write_report(report_path(out), a.modality, a.name, dataset.video_ids, {}, {}, stage.on_failure)
         else:
             run(
                 a.modality,
@@ -507,27 +596,51 @@ def main(argv=None) -> None:
                 out,
                 on_failure=stage.on_failure,
                 silent=stage.silent,
+                before_publish=before_publish,
                 **settings,
             )
     except (extractors.WeightsNotFound, rt.DeviceError, MediaError, StageError, ValueError, DatasetError) as e:
         raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
+    except OutputBusy as e:
+        raise SystemExit(f"extract {a.modality}/{a.name}: {e}") from None
     except OSError as e:
-        what = {
-            errno.ENOSPC: "the disk is full",
-            errno.EFBIG: "a file grew past the size limit",
-            errno.EACCES: "permission denied",
-            errno.EROFS: "the file system is read-only",
-        }
-        raise SystemExit(
-            f"extract {a.modality}/{a.name}: cannot write {e.filename or out.parent} "
-            f"({what.get(e.errno, e.strerror or e)}). Free space or fix permissions and re-run "
-            "`dvc repro`: finished videos are kept and will not be recomputed."
-        ) from None
+        exit_now(f"extract {a.modality}/{a.name}: {write_failure(e, out)}")
     print(f"wrote {out}")
+
+
+def write_failure(e: OSError, out: Path) -> str:
+    """One line for a failed write: the file, the cause, and what was kept (only if something was)."""
+    what = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EFBIG: "a file grew past the size limit",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "the file system is read-only",
+    }
+    cause = what.get(e.errno) or (str(e.strerror or e).strip().splitlines() or [type(e).__name__])[0][:160]
+    fix = "free space" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix permissions"
+    kept = [w for w in out.parent.glob(f".{out.stem}.work-*") if any((w / "rows").glob("*.npz"))]
+    where = e.filename or out.parent
+    return f"cannot write {where} ({cause}). {fix[0].upper() + fix[1:]} and re-run `dvc repro`" + (
+        f": finished videos are kept in {kept[0]} and will not be recomputed" if kept else ""
+    )
+
+
+def exit_now(message: str, code: int = 1) -> None:
+    """Print one line and exit at once: after a failed HDF5 write (a full disk) the library's
+    objects fail again as they are freed and at interpreter exit (dozens of tracebacks, then a
+    segfault), and nothing is left to clean (the temporary cache is removed already)."""
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        print(message, file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":
     from avcache.cli import configure_logging
 
     configure_logging()
+    die_with_dvc()
     main()

@@ -131,11 +131,11 @@ def attention_on_test(ds, audio: Path, visual: Path, models_dir: Path):
     grid, the cache pair, the test rows, probabilities [n, 10, C], attention [n, 10, regions])."""
     training = json.loads((models_dir / "training.json").read_text())
     best = max(training["seeds"], key=lambda s: s["val_acc"])
-    model, _ = load_checkpoint(models_dir / f"seed{best['seed']}.pt")
+    pair = load_pair(ds, audio, visual)
+    model, _ = load_checkpoint(models_dir / f"seed{best['seed']}.pt", shapes=pair.shapes, caches=f"{audio} + {visual}")
     if not getattr(model, "use_visual", False):
         raise NoMaps(f"model {training['model']} has no visual attention (no visual branch)")
     grid = grid_of(visual, ds)
-    pair = load_pair(ds, audio, visual)
     rows = pair.split("test")
     with torch.no_grad():
         probs, alpha = model(

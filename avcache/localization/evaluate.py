@@ -59,7 +59,7 @@ def evaluate(
     what = f"{training['model']} on {audio_name} + {visual_name}"
     per_seed, tables, best = {}, [], None
     for s in training["seeds"]:
-        model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt", device)
+        model, _ = load_checkpoint(models_dir / f"seed{s['seed']}.pt", device, pair.shapes, f"{audio} + {visual}")
         res = {}
         for split in ("val", "test"):
             idx = pair.split(split)

@@ -260,12 +260,23 @@ def _unreadable(path, e, advice: str) -> str:
     )
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(the model in eval mode on ``device``, the checkpoint's other fields)."""
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu", shapes: dict | None = None, caches: str = ""
+) -> tuple[nn.Module, dict]:
+    """(the model in eval mode on ``device``, the checkpoint's other fields). With ``shapes``
+    (``Pair.shapes`` of ``caches``), a model trained on caches of other widths is refused in one line."""
     ck = load_tensors(path)
     missing = [k for k in ("model", "shapes", "options", "state_dict") if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no {', '.join(missing)})")
+    if shapes is not None:
+        differ = [f"{k} {ck['shapes'].get(k)} vs {v}" for k, v in shapes.items() if ck["shapes"].get(k) != v]
+        if differ:
+            raise CheckpointError(
+                f"{path}: trained on caches of other shapes than {caches or 'these caches'} "
+                f"({', '.join(differ)}; checkpoint vs caches); re-run `dvc repro` to train on these caches, "
+                "or give the caches it was trained on"
+            )
     model = build(ck["model"], **ck["shapes"], **ck["options"])
     model.load_state_dict(ck.pop("state_dict"))
     return model.to(device).eval(), ck

