@@ -233,6 +233,41 @@ def test_plan_prints_frames_flops_sizes_and_time(demo_ds, tmp_path, monkeypatch,
     assert "serial" in out and "WARNING" not in out
 
 
+@pytest.mark.slow
+def test_plan_without_the_videos_still_counts_flops_sizes_and_the_ray_time(tiny_demo, tmp_path, monkeypatch, capsys):
+    """The dataset file was built where the videos are; here they are not: FLOPs, sizes and
+    times come from synthetic clips (before: frames only), with the spread of the timed videos
+    and a Ray estimate."""
+    import re
+    import shutil
+
+    from helpers import make_dataset
+
+    from avcache.contract.dataset import write_dataset
+    from avcache.extraction import plan
+
+    write_dataset(make_dataset(tmp_path / "elsewhere", tiny_demo[0], {}), tmp_path / "dataset.h5")
+    shutil.rmtree(tmp_path / "elsewhere")
+    (tmp_path / "params.yaml").write_text(
+        "visual: efficientnet\nextract: {device: cpu, ray: {decode_workers: 1}}\nextractors:\n  efficientnet:\n"
+        "    frames_per_second: 1\n    reduction: {method: pca, dim: 16}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    plan.main(["visual", "--dataset", "dataset.h5", "--time", "2", "--actors", "3"])
+    out = capsys.readouterr().out
+    assert "no video of the dataset found" in out and "timing 3 synthetic demo clips" in out
+    per_video = float(out.split("GFLOP (")[1].split(" GFLOP per video")[0])
+    assert 7 < per_video < 8.5, out  # as measured on real videos (test above)
+    assert "cache: 189 kB (6 x [10, 7, 7, 16] float32)" in out and "work folder: 15.1 MB" in out
+    d, dlo, dhi, m, mlo, mhi = map(
+        float,
+        re.search(r"decode ([\d.]+) s \(([\d.]+)-([\d.]+)\) \+ model ([\d.]+) s \(([\d.]+)-([\d.]+)\)", out).groups(),
+    )
+    assert dlo <= d <= dhi and mlo <= m <= mhi
+    rate = float(re.search(r"Ray engine: ([\d.]+) videos/s per actor \(1 decode worker,", out).group(1))
+    assert rate == pytest.approx(1 / max(d, m), rel=0.1) and "x 3 actors -> about" in out
+
+
 def test_plan_without_a_dataset_file_reads_a_clip_dataset_as_the_dataset_stage_does(tmp_path, monkeypatch, capsys):
     """No dataset file yet: plan loads params.yaml `dataset` in its format (here the clip CSV)."""
     from avcache.datasets.demo import generate_clips

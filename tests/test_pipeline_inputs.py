@@ -58,6 +58,19 @@ def test_an_audio_only_task_on_real_esc10_runs_through_dvc_exp_run(tmp_path):
     assert metrics["test"]["acc"] > 0.75  # dog bark vs rain from real recordings; chance is 0.5
     assert "up to date" in p.sh("dvc", "status")
 
+    # a CNN on a log-mel cache of the same clips, then back to musicnn: restored, not re-extracted
+    cnn = ["-S", "audio=logmel", "-S", "model=lowcomplexity", "-S", "models.lowcomplexity.max_epochs=3"]
+    out = p.sh("dvc", "exp", "run", *cnn, "-S", "models.lowcomplexity.width=8", "-S", "extractors.logmel.n_mels=40")
+    assert p.ran(out) == ["lineage", "extract@audio", "train", "evaluate", "attention"]
+    assert sorted(os.listdir(p.path / "features/audio")) == ["logmel.h5", "logmel.report.json"]
+    with h5py.File(p.path / "features/audio/logmel.h5") as f:
+        assert f["features"].shape == (20, 5, 50, 40)  # 5 s x 50 frames/s x 40 mel bands
+    metrics = json.loads((p.path / "results/metrics.json").read_text())
+    assert metrics["audio"] == "logmel" and metrics["model_size"]["dcase2021_nonzero_bytes"] <= 128_000
+    out = p.sh("dvc", "exp", "run", "-S", "audio=musicnn", "-S", "model=linear")
+    assert "extract@audio" not in p.ran(out)  # DVC's run-cache restored features/audio/musicnn.h5
+    assert sorted(os.listdir(p.path / "features/audio")) == ["musicnn.h5", "musicnn.report.json"]
+
 
 def test_a_visual_only_ave_task_runs_through_dvc_exp_run(tmp_path):
     p = copy_repo(tmp_path / "repo")

@@ -10,9 +10,14 @@ FLOPs (multiply and add counted as 2): PyTorch models are measured on one timed 
 ``torch.utils.flop_counter`` (convolutions, matmuls, attention); TensorFlow models use the
 published multiply-add count of their default input (class attribute ``flops_per_frame`` /
 ``flops_per_second``, doubled), scaled with the input area for convnets. Times: the median of
-the timed videos after one warm-up, decode and model separately, extrapolated for the serial
-engine and for the pipelined one (decoding hidden behind the model when workers can keep up).
-Warns when a cache plus its work folder (both exist while the cache is written) will not fit
+the timed videos after one warm-up, decode and model separately, with their range (one
+video's time varies with the machine's load, so 2 timed videos are not enough), extrapolated
+for the serial engine, the pipelined one (decoding hidden behind the model when workers can
+keep up) and the Ray engine (one actor's throughput with ``extract.ray.decode_workers``, times
+the actors: ``extract.ray.workers`` or ``--actors``). Without the videos at hand (a dataset
+file built elsewhere), synthetic demo clips decoded at the dataset's length are timed instead:
+FLOPs, row shapes and sizes do not depend on the content, decode times do, and the plan says
+so. Warns when a cache plus its work folder (both exist while the cache is written) will not fit
 the free disk.
 """
 
@@ -22,6 +27,7 @@ import argparse
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +72,8 @@ def published_flops(extractor, seconds: int) -> float | None:
 
 
 def time_videos(extractor, reduction, paths: list[Path], seconds: int = SEGMENTS):
-    """(decode s, model s, FLOPs or None, row shape, reduced shape) medians over ``paths`` (first is warm-up)."""
+    """(decode s, model s, FLOPs or None, a row): per-video times over ``paths`` (the first is a
+    warm-up, not counted unless alone)."""
     decode_s, model_s, flops, row = [], [], None, None
     for k, path in enumerate(paths):
         t0 = time.perf_counter()
@@ -87,10 +94,36 @@ def time_videos(extractor, reduction, paths: list[Path], seconds: int = SEGMENTS
         if k > 0 or len(paths) == 1:
             decode_s.append(t1 - t0)
             model_s.append(t2 - t1)
-    return statistics.median(decode_s), statistics.median(model_s), flops, row
+    return decode_s, model_s, flops, row
 
 
-def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: int) -> list[str]:
+def spread(times: list[float]) -> str:
+    return f"{min(times):.2f}-{max(times):.2f}" if len(times) > 1 else "one video"
+
+
+def synthetic_videos(folder: Path, n: int, seconds: int) -> list[Path]:
+    """``n`` demo clips of ``seconds`` s: the shapes and FLOPs of real ones, not their decode time."""
+    from avcache.datasets import demo
+
+    clips = demo.generate(folder, videos=max(n, 2), classes=2, seed=0, progress=False)
+    return [folder / "AVE" / f"{c.video_id}.mp4" for c in clips][:n]
+
+
+def ray_estimate(d: float, m: float, videos: int, ray, actors: int | None) -> str:
+    """The Ray engine's time: one actor's throughput (its ``decode_workers`` decoding ahead of its
+    model, as measured here) times the actors; the actors' hardware is assumed to be this machine's."""
+    dw = ray.decode_workers
+    per_video = max(m, d / dw) if dw else d + m
+    n = actors or ray.workers
+    head = f"Ray engine: {1 / per_video:.2f} videos/s per actor ({counted(dw, 'decode worker')}, hardware like this)"
+    if not n:
+        return f"{head}; with N actors about {duration(per_video * videos)} / N (set --actors or extract.ray.workers)"
+    return f"{head} x {n} actors -> about {duration(per_video * videos / n)}"
+
+
+def plan_one(
+    modality, name, options, settings, dataset, out_dir: Path, n_time: int, actors: int | None = None
+) -> list[str]:
     options = dict(options)
     reduction_cfg = options.pop("reduction", None)
     options.pop("storage", None)  # how the cache is stored: no bearing on the time
@@ -122,9 +155,16 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
             continue
         if len(paths) > n_time:
             break
-    if not paths:
-        return lines + [f"  no video of the dataset found in {dataset.videos}: nothing to time"]
-    d, m, flops, row = time_videos(extractor, reduction, paths, seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic = not paths
+        if synthetic:
+            paths = synthetic_videos(Path(tmp), n_time + 1, seconds)
+            lines.append(
+                f"  no video of the dataset found in {dataset.videos}: timing {len(paths)} synthetic demo "
+                f"clips decoded as {seconds} s (FLOPs and sizes as for real videos; decode times are not)"
+            )
+        decode_s, model_s, flops, row = time_videos(extractor, reduction, paths, seconds)
+    d, m = statistics.median(decode_s), statistics.median(model_s)
     if flops:
         how = "measured (torch flop counter)"
     else:
@@ -143,15 +183,17 @@ def plan_one(modality, name, options, settings, dataset, out_dir: Path, n_time: 
         f"  cache: {human(cache)} ({len(ids)} x {list(reduced)} float32)   work folder: "
         f"{human(work)} ({list(row.shape)} per video before the reduction)"
     )
-    timed = max(1, len(paths) - 1)
     serial = (d + m) * len(unique)
     workers = engine.decode_workers(settings.decode_workers)
     piped = max(m, d / workers) * len(unique) if workers else serial
+    what = "synthetic" if synthetic else "timed"
     lines.append(
         f"  time on this machine ({extractor.runtime()['device']}, {settings.precision}; "
-        f"{counted(timed, 'timed video')}): decode {d:.2f} s + model {m:.2f} s per video -> serial "
-        f"{duration(serial)}, pipelined ({counted(workers, 'decode worker')}) about {duration(piped)}"
+        f"{counted(len(model_s), what + ' video')}, median, range in brackets): decode {d:.2f} s "
+        f"({spread(decode_s)}) + model {m:.2f} s ({spread(model_s)}) per video -> serial {duration(serial)}, "
+        f"pipelined ({counted(workers, 'decode worker')}) about {duration(piped)}"
     )
+    lines.append("  " + ray_estimate(d, m, len(unique), settings.ray, actors))
     free = shutil.disk_usage(out_dir if out_dir.exists() else Path(".")).free
     if cache + work > free:
         lines.append(
@@ -175,7 +217,8 @@ def main(argv=None) -> None:
         default="features/dataset.h5",
         help="the dataset file; when missing, params.yaml `dataset` is read directly",
     )
-    ap.add_argument("--time", type=int, default=2, metavar="N", help="videos to time (after one warm-up)")
+    ap.add_argument("--time", type=int, default=4, metavar="N", help="videos to time (after one warm-up)")
+    ap.add_argument("--actors", type=int, metavar="N", help="Ray actors to estimate for (default: extract.ray.workers)")
     ap.add_argument("--out", default="features", help="where the caches go (for the disk check)")
     a = ap.parse_args(argv)
     try:
@@ -194,7 +237,11 @@ def main(argv=None) -> None:
         for modality in P.selected_inputs(cfg) if a.modality == "both" else [a.modality]:
             name = cfg.get(modality)
             options = P.section(cfg, f"extractors.{name}")
-            print("\n".join(plan_one(modality, name, options, settings, dataset, Path(a.out) / modality, a.time)))
+            print(
+                "\n".join(
+                    plan_one(modality, name, options, settings, dataset, Path(a.out) / modality, a.time, a.actors)
+                )
+            )
     except (extractors.WeightsNotFound, extractors.DeviceError, DatasetError, ValueError) as e:
         raise SystemExit(f"avcache.extraction.plan: {e}") from None
 

@@ -459,9 +459,10 @@ def _run(
         for i, facts in silent.items():
             failed[i] = f"{facts['file']}: the audio is digital silence and extract.silent is 'fail'"
     notes = {i: m for i, m in metas.items() if i not in failed and m[1]}
+    engine_report = backend.report() if hasattr(backend, "report") else {}
 
     def report() -> None:
-        write_report(report_path(out), modality, name, ids, failed, notes, on_failure, silent)
+        write_report(report_path(out), modality, name, ids, failed, notes, on_failure, silent, engine_report)
 
     if failed:
         log.warning(
@@ -540,9 +541,11 @@ def write_report(
     altered: dict[int, tuple[dict, list[str]]],
     policy: str,
     silent: dict[int, dict] | None = None,
+    engine_report: dict | None = None,
 ) -> None:
     """Every failed, altered or silent video and why, beside the cache (JSON, for people and
-    scripts). Files are named relative to the videos folder, so a report can be shared."""
+    scripts). Files are named relative to the videos folder, so a report can be shared.
+    ``engine_report``: what the engine adds (the Ray engine: worker deaths and retries, when any)."""
     report = {
         "extractor": name,
         "modality": modality,
@@ -557,6 +560,7 @@ def write_report(
             {"row": i, "video": ids[i], "file": facts.get("file"), "peak": facts[engine.SILENT]}
             for i, facts in sorted((silent or {}).items())
         ],
+        **(engine_report or {}),
     }
     atomic_write(path, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
 
