@@ -305,3 +305,10 @@ def test_bf16_training_runs_and_a_missing_gpu_is_one_line(esc10_two_classes):
     if not torch.cuda.is_available():
         with pytest.raises(ParamsError, match=r"train\.device is 'cuda' but CUDA is not available"):
             model.fit(x, mask, y, (x, mask, y), 0, False, lambda *a, **k: None, FPS, "cuda")
+
+
+def test_a_cnn_given_both_caches_is_refused_naming_inputs(tmp_path):
+    from avcache.classification.train import train
+
+    with pytest.raises(ParamsError, match=r"model cnn trains on the audio spectrogram cache only.*inputs: \[audio\]"):
+        train("cnn", {"inputs": "both"}, [0], None, tmp_path / "a.h5", tmp_path / "v.h5", tmp_path / "m")

@@ -46,7 +46,13 @@ def train(
     cache's spectrograms (its per-bin standardisation fitted per fold like the heads'), trains on
     ``device`` in ``precision`` and prints its size once."""
     cnn = name in CNNS
-    inputs, pca = ("audio", None) if cnn else (options.get("inputs", "audio"), options.get("pca"))
+    options = dict(options)
+    inputs, pca = options.pop("inputs", "audio"), options.get("pca")
+    if cnn and inputs != "audio":
+        raise P.ParamsError(
+            f"params.yaml: model {name} trains on the audio spectrogram cache only, but inputs reads "
+            f"{inputs}: set inputs: [audio] (and audio: logmel or mfcc)"
+        )
     caches = {"audio": [audio], "visual": [visual], "both": [audio, visual]}[inputs]
     fps = None
     if cnn:
