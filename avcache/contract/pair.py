@@ -27,19 +27,23 @@ class Pair:
 
     @property
     def shapes(self) -> dict:
-        """What a model built for this pair takes (a checkpoint records the same)."""
-        return {
-            "audio_dim": self.audio.shape[-1],
-            "visual_dim": self.visual.shape[-1],
-            "regions": self.visual.shape[2],
-            "n_classes": self.labels.shape[-1],
-        }
+        return shapes(self.audio, self.visual, self.labels)
 
     def split(self, name: str) -> np.ndarray:
         """Row indices of a split that may be used: never excluded rows, masked rows only in test."""
         idx = self.dataset.indices(name)
         drop = self.excluded | (self.masked if name != "test" else False)
         return idx[~drop[idx]]
+
+
+def shapes(audio, visual, labels) -> dict:
+    """What a model built for these arrays (numpy or torch) takes; a checkpoint records the same."""
+    return {
+        "audio_dim": audio.shape[-1],
+        "visual_dim": visual.shape[-1],
+        "regions": visual.shape[2],
+        "n_classes": labels.shape[-1],
+    }
 
 
 def check_modality(path: str | Path, x: np.ndarray, expected: str, other: str | Path | None) -> None:

@@ -35,6 +35,7 @@ from avcache.contract.cache import CacheError, read_provenance
 from avcache.contract.dataset import DatasetError
 from avcache.contract.io import atomic_write, atomic_write_text, hash_file
 from avcache.contract.pair import load_pair
+from avcache.contract.pair import shapes as pair_shapes
 from avcache.contract.params import Recipe
 from avcache.localization.models import (
     CheckpointError,
@@ -122,12 +123,7 @@ class Data:
 
     @property
     def shapes(self) -> dict:
-        return {
-            "audio_dim": self.audio.shape[-1],
-            "visual_dim": self.visual.shape[-1],
-            "regions": self.visual.shape[2],
-            "n_classes": self.labels.shape[-1],
-        }
+        return pair_shapes(self.audio, self.visual, self.labels)
 
 
 class Batches:
