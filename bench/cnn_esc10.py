@@ -1,7 +1,7 @@
-"""A CNN on ESC-10's real clips under the clip protocol (official 5 folds, validation the next
-fold, early stopping), with log-mels computed here by librosa until the project's ``logmel``
-extractor is merged: 16 kHz, 40 mel bands, 40 frames/s, 5 s per clip (shorter ones zero-padded,
-their valid frames recorded).
+"""A spectrogram CNN on ESC-10's 400 real clips under the clip protocol (official 5 folds,
+validation the next fold, early stopping), on a `logmel` cache built by the extraction stage
+(params.yaml's options, or `--logmel key=value` changes), exactly as `dvc exp run -S audio=logmel
+-S model=<model>` trains it:
 
     .venv/bin/python bench/cnn_esc10.py --esc10 ../shared/data/esc10 --out /tmp/cnn_esc10 \
         --model lowcomplexity --seeds 0 --set max_epochs=40 patience=8
@@ -21,34 +21,19 @@ from avcache.kernels import pin  # noqa: E402
 
 pin()
 
-import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from avcache.classification.evaluate import evaluate  # noqa: E402
 from avcache.classification.heads import check_options  # noqa: E402
 from avcache.classification.train import train  # noqa: E402
-from avcache.contract import cache  # noqa: E402
-from avcache.contract.cache import CacheWriter, read_features  # noqa: E402
-from avcache.contract.dataset import ClipDataset, write_dataset  # noqa: E402
+from avcache.contract import params as P  # noqa: E402
+from avcache.contract.dataset import read_dataset, write_dataset  # noqa: E402
+from avcache.datasets.stage import DatasetParams, load  # noqa: E402
+from avcache.extraction import stage as run  # noqa: E402
 
-SR, MELS, FPS, SECONDS = 16000, 40, 40, 5
 
-
-def logmels(root: Path):
-    import librosa
-
-    files = sorted(root.glob("* - */*.ogg"))
-    classes = sorted({f.parent.name for f in files})
-    x = np.zeros((len(files), SECONDS * FPS, MELS), np.float32)
-    valid = np.zeros(len(files), int)
-    for i, f in enumerate(files):
-        y, _ = librosa.load(f, sr=SR)
-        m = librosa.feature.melspectrogram(y=y[: SECONDS * SR], sr=SR, n_fft=800, hop_length=SR // FPS, n_mels=MELS)
-        db = librosa.power_to_db(m, ref=1.0).T[: SECONDS * FPS]
-        x[i, : len(db)], valid[i] = db, len(db)
-    labels = np.eye(len(classes), dtype=np.uint8)[[classes.index(f.parent.name) for f in files]]
-    folds = np.array([int(f.name.split("-")[0]) for f in files])
-    groups = [f.name.split("-")[1] for f in files]  # the freesound source: one fold per source
-    return files, classes, x, valid, labels, folds, groups
+def pairs(items: list[str]) -> dict:
+    return {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in items)}
 
 
 def main() -> None:
@@ -58,33 +43,20 @@ def main() -> None:
     ap.add_argument("--model", default="lowcomplexity")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--set", nargs="*", default=[], help="models.<model> options, key=value (YAML values)")
+    ap.add_argument("--logmel", nargs="*", default=[], help="extractors.logmel changes, key=value")
     a = ap.parse_args()
-    import yaml
-
     a.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    files, classes, x, valid, labels, folds, groups = logmels(a.esc10)
-    ids = [f"{f.parent.name}/{f.name}" for f in files]
-    n = len(ids)
-    ds = ClipDataset(
-        ids,
-        classes,
-        labels,
-        np.full(n, -1, np.int8),
-        paths=ids,
-        seconds=np.ceil(valid / FPS).astype(int),
-        folds=folds,
-        groups=groups,
-    )
+    ds = load(DatasetParams(format="esc10", root=str(a.esc10), videos=str(a.esc10), max_seconds=5))
     write_dataset(ds, a.out / "dataset.h5")
-    with CacheWriter(a.out / "logmel.h5", ids, x.shape[1:], {"name": "logmel-librosa"}) as w:
-        for i, row in enumerate(x):
-            w.write(i, row)
-    cache.read_spectrograms = lambda p, d: (read_features(p, d), valid, FPS)
-    print(f"log-mels of {n} clips: {time.time() - t0:.0f} s")
-    options = check_options(a.model, {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
-    t1 = time.time()
+    ds = read_dataset(a.out / "dataset.h5")
     spec = a.out / "logmel.h5"
+    if not spec.exists():
+        t0 = time.time()
+        options = {**P.section(P.load(), "extractors.logmel"), **pairs(a.logmel)}
+        run.run("audio", "logmel", options, ds, ds.videos, spec, progress=True, device="cpu")
+        print(f"logmel cache of {len(ds.video_ids)} clips: {time.time() - t0:.0f} s")
+    options = check_options(a.model, {**P.section(P.load(), f"models.{a.model}"), **pairs(a.set)})
+    t1 = time.time()
     info = train(a.model, options, a.seeds, ds, spec, spec, a.out / "models", a.out / "live", True, "cpu")
     print(f"training ({len(a.seeds)} seed(s) x 5 folds): {time.time() - t1:.0f} s")
     metrics = evaluate(a.out / "dataset.h5", a.out / "models", a.out / "results", a.out / "live")
