@@ -286,7 +286,7 @@ class _Torch:
                 np.concatenate([mask, val[1]]),
                 np.concatenate([y, val[2]]),
                 seed,
-                self.best_epoch + 1,
+                max(self.best_epoch + 1, 1),
             )
             self.n_fit += len(val[0])
             self.refit_epochs, self.epochs, self.steps = self.epochs, epochs, steps
