@@ -181,15 +181,15 @@ def test_a_stage_stops_when_dvc_is_killed(tmp_path, then):
     that runs the shell as DVC does and waits)."""
     import psutil
 
-    (tmp_path / "params.yaml").write_text("demo: {out: demo, videos: 400, classes: 3}\n")
-    cmd = ["bash", "-c", f"{sys.executable} -m avcache demo{then}"]
+    (tmp_path / "params.yaml").write_text("demo: {videos: 400, classes: 3}\n")
+    cmd = ["bash", "-c", f"{sys.executable} -m avcache demo demo{then}"]
     dvc_like = f"import subprocess; subprocess.Popen({cmd!r}).wait()"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_STAGE": "demo"}
     dvc = subprocess.Popen([sys.executable, "-c", dvc_like], cwd=tmp_path, env=env)
     started = []
     try:
         deadline = time.time() + 60
-        while not (tmp_path / "demo").exists() and time.time() < deadline:  # the stage is at work
+        while not (tmp_path / "data/demo").exists() and time.time() < deadline:  # the stage is at work
             time.sleep(0.1)
         started = [p for p in psutil.Process(dvc.pid).children(recursive=True) if p.cmdline()[0] == sys.executable]
         assert len(started) == 1 and started[0].is_running(), "the demo stage did not start"
@@ -197,7 +197,7 @@ def test_a_stage_stops_when_dvc_is_killed(tmp_path, then):
         dvc.wait()
         _, alive = psutil.wait_procs(started, timeout=15)
         assert not alive, "the stage outlived DVC"
-        assert len(list((tmp_path / "demo").rglob("*.mp4"))) < 400
+        assert len(list((tmp_path / "data/demo").rglob("*.mp4"))) < 400
     finally:
         for p in started:
             if p.is_running():
