@@ -54,7 +54,12 @@ def curves_png(live_dir: Path, path: Path, title: str) -> None:
         ax.plot(x, y, ":" if "/train/" in f"/{name}" and ax is ax_acc else "-", label=name)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (dotted: train)")
-    for ax in (ax_loss, ax_acc):
+    _finish(fig, (ax_loss, ax_acc), title, path)
+
+
+def _finish(fig, axes, title: str, path: Path) -> None:
+    """Legends where something was drawn, a light grid, the title; saved and closed."""
+    for ax in axes:
         if ax.lines:
             ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
@@ -84,11 +89,5 @@ def c_curves_png(runs: list[dict], path: Path, title: str, score: str) -> int:
         ylabel=f"validation {score}",
         title="linear probe: validation score per C (star: chosen)",
     )
-    if ax.lines:
-        ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, (ax,), title, path)
     return drawn
