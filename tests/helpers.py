@@ -220,6 +220,51 @@ def make_project(root, n=60, seed=0):
     return ds
 
 
+def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0, heard=None, seen=None):
+    """Clips of 1-4 s, sources of 3 clips in one fold; the class shows in audio dims and a visual region
+    (only the classes in ``heard`` / ``seen`` when given)."""
+    from avcache.contract.cache import CacheWriter
+    from avcache.contract.dataset import ClipDataset, write_dataset
+
+    rng = np.random.default_rng(seed)
+    sources = n // 3
+    src_class = rng.integers(0, classes, sources)
+    src_fold = rng.permutation(np.arange(sources) % folds) + 1
+    cls = np.repeat(src_class, 3)
+    seconds = rng.integers(1, 5, n)
+    labels = np.eye(classes, dtype=np.uint8)[cls]
+    if multi_label:
+        extra = rng.random(n) < 0.3
+        labels[extra, (cls[extra] + 1) % classes] = 1
+    audio = rng.normal(0, 1, (n, 4, 6)).astype(np.float32)
+    visual = rng.normal(0, 1, (n, 4, 2, 2, 5)).astype(np.float32)
+    for i in range(n):
+        for k in np.flatnonzero(labels[i]):
+            if heard is None or k in heard:
+                audio[i, : seconds[i], k] += 1.5
+            if seen is None or k in seen:
+                visual[i, : seconds[i], 0, 1, k] += 3
+        audio[i, seconds[i] :] = visual[i, seconds[i] :] = 0  # past the clip: nothing
+    ids = [f"clips/c{i:03d}.mp4" for i in range(n)]
+    ds = ClipDataset(
+        ids,
+        [f"class{k}" for k in range(classes)],
+        labels,
+        np.full(n, -1, np.int8),
+        paths=ids,
+        seconds=seconds,
+        folds=np.repeat(src_fold, 3),
+        groups=[f"s{i // 3}" for i in range(n)],
+        multi_label=multi_label,
+    )
+    write_dataset(ds, root / "dataset.h5")
+    for name, x in (("a", audio), ("v", visual)):
+        with CacheWriter(root / f"{name}.h5", ids, x.shape[1:], {"name": name}) as w:
+            for i, row in enumerate(x):
+                w.write(i, row)
+    return ds
+
+
 # --- tiny random models of the real interfaces -------------------------------------------------
 
 

@@ -4,59 +4,16 @@ import json
 
 import numpy as np
 import pytest
+from helpers import clip_project
 
-from avcache.classification import heads as clips
+from avcache.classification import heads
 from avcache.classification.evaluate import evaluate
 from avcache.classification.train import train
-from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import ClipDataset, write_dataset
-
-
-def clip_project(root, n=90, classes=3, folds=5, multi_label=False, seed=0, heard=None, seen=None):
-    """Clips of 1-4 s, sources of 3 clips in one fold; the class shows in audio dims and a visual region
-    (only the classes in ``heard`` / ``seen`` when given)."""
-    rng = np.random.default_rng(seed)
-    sources = n // 3
-    src_class = rng.integers(0, classes, sources)
-    src_fold = rng.permutation(np.arange(sources) % folds) + 1
-    cls = np.repeat(src_class, 3)
-    seconds = rng.integers(1, 5, n)
-    labels = np.eye(classes, dtype=np.uint8)[cls]
-    if multi_label:
-        extra = rng.random(n) < 0.3
-        labels[extra, (cls[extra] + 1) % classes] = 1
-    audio = rng.normal(0, 1, (n, 4, 6)).astype(np.float32)
-    visual = rng.normal(0, 1, (n, 4, 2, 2, 5)).astype(np.float32)
-    for i in range(n):
-        for k in np.flatnonzero(labels[i]):
-            if heard is None or k in heard:
-                audio[i, : seconds[i], k] += 1.5
-            if seen is None or k in seen:
-                visual[i, : seconds[i], 0, 1, k] += 3
-        audio[i, seconds[i] :] = visual[i, seconds[i] :] = 0  # past the clip: nothing
-    ids = [f"clips/c{i:03d}.mp4" for i in range(n)]
-    ds = ClipDataset(
-        ids,
-        [f"class{k}" for k in range(classes)],
-        labels,
-        np.full(n, -1, np.int8),
-        paths=ids,
-        seconds=seconds,
-        folds=np.repeat(src_fold, 3),
-        groups=[f"s{i // 3}" for i in range(n)],
-        multi_label=multi_label,
-    )
-    write_dataset(ds, root / "dataset.h5")
-    for name, x in (("a", audio), ("v", visual)):
-        with CacheWriter(root / f"{name}.h5", ids, x.shape[1:], {"name": name}) as w:
-            for i, row in enumerate(x):
-                w.write(i, row)
-    return ds
 
 
 def test_every_clip_is_tested_once_and_no_source_straddles_train_val_test(tmp_path):
     ds = clip_project(tmp_path)
-    plans = clips.plan_folds(ds)
+    plans = heads.plan_folds(ds)
     assert [p.test_fold for p in plans] == [1, 2, 3, 4, 5]
     tested = np.concatenate([p.test for p in plans])
     assert sorted(tested.tolist()) == list(range(len(ds.video_ids)))
@@ -71,19 +28,19 @@ def test_one_test_fold_carves_validation_from_training_sources(tmp_path):
     ds = clip_project(tmp_path, folds=1)
     ds.folds = np.where(ds.folds == 1, 0, 0)
     ds.folds[:30] = 1  # sources 0..9 are the evaluate set, as in DCASE's fold1
-    (p,) = clips.plan_folds(ds)
+    (p,) = heads.plan_folds(ds)
     assert p.test.tolist() == list(range(30)) and len(p.val) and not set(p.val) & set(p.test)
     assert not set(np.array(ds.groups)[p.val]) & set(np.array(ds.groups)[p.train])
 
 
 def test_standardisation_and_pca_see_only_the_folds_training_clips(tmp_path):
     ds = clip_project(tmp_path)
-    x, mask, _ = clips.load_inputs(ds, [tmp_path / "a.h5"])
-    p = clips.plan_folds(ds)[0]
-    t = clips.Transform(x[p.train], mask[p.train], pca=3)
+    x, mask, _ = heads.load_inputs(ds, [tmp_path / "a.h5"])
+    p = heads.plan_folds(ds)[0]
+    t = heads.Transform(x[p.train], mask[p.train], pca=3)
     x2 = x.copy()
     x2[p.test] += 100  # whatever the test clips hold, the fitted transform is the same
-    t2 = clips.Transform(x2[p.train], mask[p.train], pca=3)
+    t2 = heads.Transform(x2[p.train], mask[p.train], pca=3)
     assert np.array_equal(t.mean, t2.mean) and np.array_equal(t.components, t2.components)
     assert t(x).shape == (len(x), 4, 3)
     assert np.allclose(x[p.train][mask[p.train]].mean(0), t.mean)  # valid seconds only
@@ -101,7 +58,7 @@ def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
     ds = clip_project(tmp_path)
     info = train(
         head,
-        {**clips.check_options(head, options), "inputs": "both"},  # params.yaml inputs: [audio, visual]
+        {**heads.check_options(head, options), "inputs": "both"},  # params.yaml inputs: [audio, visual]
         [0, 1],
         ds,
         tmp_path / "a.h5",
@@ -115,7 +72,7 @@ def test_heads_learn_and_evaluate_writes_fold_metrics(tmp_path, head, options):
     assert {"acc", "acc_std", "macro_f1", "auc_macro_ovr"} <= set(m["test"])
     again = train(
         head,
-        {**clips.check_options(head, options), "inputs": "both"},  # params.yaml inputs: [audio, visual]
+        {**heads.check_options(head, options), "inputs": "both"},  # params.yaml inputs: [audio, visual]
         [0, 1],
         ds,
         tmp_path / "a.h5",
@@ -173,11 +130,11 @@ def test_multi_label_reports_map(tmp_path):
 
 def test_head_options_are_checked(tmp_path):
     with pytest.raises(Exception, match=r"models.mlp: unknown key\(s\) \['hiden'\]"):
-        clips.check_options("mlp", {"hiden": 3})
+        heads.check_options("mlp", {"hiden": 3})
     with pytest.raises(Exception, match=r"models.linear.inputs is not an option: the top-level `inputs`"):
-        clips.check_options("linear", {"inputs": "audio"})
+        heads.check_options("linear", {"inputs": "audio"})
     with pytest.raises(Exception, match=r"model 'av_att' is not a clip head"):
-        clips.check_options("av_att", {})
+        heads.check_options("av_att", {})
 
 
 def test_linear_chooses_c_on_val_by_score_and_refits_on_train_and_val(tmp_path):
@@ -204,10 +161,10 @@ def test_linear_refit_learns_a_class_only_the_validation_fold_holds():
     y = np.eye(3, dtype=np.uint8)[cls]
     mask = np.ones((80, 2), bool)
     train_rows, val_rows = np.arange(50), np.r_[50:60, 60:80]
-    head = clips.Linear().fit(
+    head = heads.Linear().fit(
         x[train_rows], mask[train_rows], y[train_rows], (x[val_rows], mask[val_rows], y[val_rows]), 0, False, print
     )
-    assert head.n_fit == 80 and head.chosen_c in clips.C_GRID
+    assert head.n_fit == 80 and head.chosen_c in heads.C_GRID
     test = rng.normal(0, 1, (10, 2, 4)).astype(np.float32)
     test[:, :, 2] += 3
     assert (head.predict(test, np.ones((10, 2), bool)).argmax(1) == 2).mean() > 0.8
@@ -217,7 +174,7 @@ def test_linear_c_options_are_checked_and_a_fixed_c_skips_the_search(tmp_path):
     ds = clip_project(tmp_path)
     info = train(
         "linear",
-        clips.check_options("linear", {"c": 0.5}),
+        heads.check_options("linear", {"c": 0.5}),
         [0],
         ds,
         tmp_path / "a.h5",
@@ -227,7 +184,7 @@ def test_linear_c_options_are_checked_and_a_fixed_c_skips_the_search(tmp_path):
     )
     assert {r["c"] for r in info["runs"]} == {0.5} and all(not r["val_score_by_c"] for r in info["runs"])
     with pytest.raises(Exception, match="C must be > 0"):
-        clips.Linear(c_grid=[0.1, 0])
+        heads.Linear(c_grid=[0.1, 0])
 
 
 def test_neural_batch_is_capped_for_small_sets_and_patience_counts_epochs():
@@ -236,10 +193,10 @@ def test_neural_batch_is_capped_for_small_sets_and_patience_counts_epochs():
     y = np.eye(2, dtype=np.uint8)[np.arange(240) % 2]
     mask = np.ones((240, 2), bool)
     val = (x[:40], mask[:40], y[:40])  # noise: val loss stops improving early
-    head = clips.MLP(hidden=8, patience=3, max_epochs=50).fit(x, mask, y, val, 0, False, lambda e, v: None)
+    head = heads.MLP(hidden=8, patience=3, max_epochs=50).fit(x, mask, y, val, 0, False, lambda e, v: None)
     assert head.batch == 30 and head.steps == 8 * head.epochs  # 240 / 8, not one batch of 256
     assert head.epochs == head.best_epoch + 1 + 3  # stopped after 3 epochs without a better val loss
-    assert clips.MLP(batch_size=1000).fit(x, mask, y, val, 0, False, lambda e, v: None).batch == 240
+    assert heads.MLP(batch_size=1000).fit(x, mask, y, val, 0, False, lambda e, v: None).batch == 240
 
 
 def test_neural_heads_refit_on_training_and_validation_for_the_best_epoch_count():
@@ -249,23 +206,23 @@ def test_neural_heads_refit_on_training_and_validation_for_the_best_epoch_count(
     x = (rng.normal(0, 1, (120, 2, 4)) + 0.8 * y.argmax(1)[:, None, None]).astype(np.float32)
     mask = np.ones((120, 2), bool)
     val = (x[:40], mask[:40], y[:40])
-    refit = clips.MLP(hidden=8, patience=3, max_epochs=30).fit(x[40:], mask[40:], y[40:], val, 0, False, print)
+    refit = heads.MLP(hidden=8, patience=3, max_epochs=30).fit(x[40:], mask[40:], y[40:], val, 0, False, print)
     assert refit.n_fit == 120 and refit.refit_epochs == refit.best_epoch + 1
-    kept = clips.MLP(hidden=8, patience=3, max_epochs=30, refit=False).fit(
+    kept = heads.MLP(hidden=8, patience=3, max_epochs=30, refit=False).fit(
         x[40:], mask[40:], y[40:], val, 0, False, lambda e, v: None
     )
     assert kept.n_fit == 80 and kept.refit_epochs == 0 and kept.best_epoch == refit.best_epoch
     assert not np.allclose(refit.predict(x, mask), kept.predict(x, mask))
-    clips.check_options("mlp", {"batch_size": 32, "patience": 5})
+    heads.check_options("mlp", {"batch_size": 32, "patience": 5})
     with pytest.raises(Exception, match="batch_size"):
-        clips.check_options("mlp", {"batch_size": "big"})
+        heads.check_options("mlp", {"batch_size": "big"})
 
 
 def test_fold_zero_and_missing_groups_are_warned(tmp_path, caplog):
     ds = clip_project(tmp_path)
     ds.folds = ds.folds - 1  # numbered 0-4
     with caplog.at_level("WARNING"):
-        plans = clips.plan_folds(ds)
+        plans = heads.plan_folds(ds)
     assert [p.test_fold for p in plans] == [1, 2, 3, 4]
     n0 = int((ds.folds == 0).sum())
     assert n0 > 1 and [r.message for r in caplog.records if "fold 0" in r.message] == [
@@ -277,13 +234,13 @@ def test_fold_zero_and_missing_groups_are_warned(tmp_path, caplog):
     ds.folds = ds.folds + 1
     ds.groups = list(ds.paths)  # a CSV without a group column
     with caplog.at_level("WARNING"):
-        clips.plan_folds(ds)
+        heads.plan_folds(ds)
     assert len([r for r in caplog.records if "cannot be checked" in r.message]) == 1
     assert not [r for r in caplog.records if "fold 0" in r.message]
     caplog.clear()
     ds.folds = (ds.folds == 1).astype(ds.folds.dtype)  # DCASE 2021: fold 0 trains, fold 1 is evaluated
     with caplog.at_level("WARNING"):
-        assert [p.test_fold for p in clips.plan_folds(ds)] == [1]
+        assert [p.test_fold for p in heads.plan_folds(ds)] == [1]
     assert not [r for r in caplog.records if "fold 0" in r.message]
 
 

@@ -50,7 +50,7 @@ def one_line(out: str) -> str:
     return lines[0]
 
 
-def make_project(root, n=24, seed=0, audio=None):
+def hostile_project(root, n=24, seed=0, audio=None):
     """A small dataset, a pair of caches, one untrained checkpoint per seed and params.yaml."""
     rng = np.random.default_rng(seed)
     labels = np.zeros((n, 10, 3), np.uint8)
@@ -128,7 +128,7 @@ def test_real_checkpoint_loads_without_pickle(tmp_path):
 @pytest.mark.subprocess
 @pytest.mark.parametrize("damage", ["payload", "truncated"])
 def test_evaluate_stage_refuses_a_hostile_or_truncated_checkpoint_in_one_line(tmp_path, damage):
-    make_project(tmp_path)
+    hostile_project(tmp_path)
     marker = tmp_path / "payload-ran"
     save_models(tmp_path, summary=Payload(marker) if damage == "payload" else None)
     ck = tmp_path / "models/seed0.pt"
@@ -149,7 +149,7 @@ def test_training_state_with_a_payload_is_not_unpickled(tmp_path, caplog):
     a real state file resumes under ``weights_only``."""
     from avcache.localization import train
 
-    make_project(tmp_path)
+    hostile_project(tmp_path)
     data = train.load_data(tmp_path / DATASET, tmp_path / AUDIO, tmp_path / VISUAL)
     recipe = train.Recipe(epochs=2, batch_size=8, seeds=[0], device="cpu")
     state = tmp_path / "seed0.state.pt"
@@ -323,7 +323,7 @@ def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
 def test_a_truncated_dataset_file_is_refused_in_one_line(tmp_path):
     from avcache.contract.dataset import DatasetError, read_dataset
 
-    make_project(tmp_path)
+    hostile_project(tmp_path)
     path = tmp_path / DATASET
     path.write_bytes(path.read_bytes()[:1500])
     with pytest.raises(DatasetError) as e:
@@ -353,7 +353,7 @@ def test_audio_and_visual_caches_swapped_are_refused_in_one_line(tmp_path):
     from avcache.contract.cache import CacheError
     from avcache.contract.pair import load_pair
 
-    ds = make_project(tmp_path)
+    ds = hostile_project(tmp_path)
     with pytest.raises(CacheError) as e:
         load_pair(tmp_path / DATASET, tmp_path / VISUAL, tmp_path / AUDIO)
     line = one_line(str(e.value))
@@ -372,7 +372,7 @@ def test_a_checkpoint_for_caches_of_another_width_is_refused_in_one_line(tmp_pat
     from avcache.contract.pair import load_pair
     from avcache.localization.models import CheckpointError, load_checkpoint
 
-    make_project(tmp_path, audio=np.ones((24, 10, 5), np.float32))  # the checkpoint was trained on width 8
+    hostile_project(tmp_path, audio=np.ones((24, 10, 5), np.float32))  # the checkpoint was trained on width 8
     save_models(tmp_path)
     pair = load_pair(tmp_path / DATASET, tmp_path / AUDIO, tmp_path / VISUAL)
     with pytest.raises(CheckpointError) as e:
@@ -385,7 +385,7 @@ def test_a_checkpoint_for_caches_of_another_width_is_refused_in_one_line(tmp_pat
 @pytest.mark.subprocess
 @pytest.mark.parametrize("damage", ["swapped", "width"])
 def test_evaluate_stage_refuses_swapped_or_mismatched_caches_in_one_line(tmp_path, damage):
-    make_project(tmp_path, audio=np.ones((24, 10, 5), np.float32) if damage == "width" else None)
+    hostile_project(tmp_path, audio=np.ones((24, 10, 5), np.float32) if damage == "width" else None)
     save_models(tmp_path)
     args = ["--dataset", DATASET, "--audio", VISUAL, "--visual", AUDIO] if damage == "swapped" else STAGE_ARGS[:6]
     rc, out = avcache("evaluate", *args, "--models", "models", "--results", "results", cwd=tmp_path)
@@ -400,7 +400,7 @@ def test_evaluate_stage_refuses_swapped_or_mismatched_caches_in_one_line(tmp_pat
 
 @pytest.mark.subprocess
 def test_train_stage_refuses_a_corrupted_cache_in_one_line(tmp_path):
-    make_project(tmp_path)
+    hostile_project(tmp_path)
     flip(tmp_path / AUDIO, "features")
     rc, out = avcache("train", *STAGE_ARGS, cwd=tmp_path)
     line = one_line(out.replace("\r", "\n"))

@@ -6,8 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_clip_heads import clip_project
-from test_train import make_project
+from helpers import clip_project, make_project
 
 from avcache import cli, lineage, tasks
 from avcache.contract.dataset import AveDataset, ClipDataset, read_dataset, read_kind

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avcache.contract.dataset import SEGMENTS
 from avcache.extraction.reduce import Reduction, pool_seconds
 from avcache.media import MediaError
 
@@ -86,13 +87,13 @@ class Task:
     video: str
     path: Path | None
     missing: str | None = None  # the lookup's MediaError message
-    seconds: int = 10  # decoded and pooled (the dataset's longest clip; shorter ones are padded)
+    seconds: int = SEGMENTS  # decoded and pooled (the dataset's longest clip; shorter ones are padded)
 
 
 SILENT = "silent_peak"  # in a Row's facts only for a silent clip; the stage reports it, the cache never holds it
 
 
-def finish(extractor, reduction: Reduction, decoded, seconds: int = 10) -> Row:
+def finish(extractor, reduction: Reduction, decoded, seconds: int = SEGMENTS) -> Row:
     """Model, per-video reduction and per-second pooling of one decoded clip."""
     values, times = extractor(decoded)
     if reduction.per_video:
@@ -114,7 +115,7 @@ def guarded(fn, *args):
         return Error(f"{type(e).__name__}: {e}", traceback.format_exc())
 
 
-def decode(decoder, path, seconds: int = 10) -> Decoded | Failed | Error:
+def decode(decoder, path, seconds: int = SEGMENTS) -> Decoded | Failed | Error:
     """Run in a decode worker: the decoded clip, or why not."""
     return guarded(lambda: Decoded(decoder(path, duration=seconds)))
 
@@ -127,7 +128,7 @@ def compute(extractor, reduction, task: Task, decoder=None) -> Result:
     return after_decode(extractor, reduction, decoded, task.seconds)
 
 
-def after_decode(extractor, reduction, decoded: Decoded | Failed | Error, seconds: int = 10) -> Result:
+def after_decode(extractor, reduction, decoded: Decoded | Failed | Error, seconds: int = SEGMENTS) -> Result:
     if not isinstance(decoded, Decoded):
         return decoded
     return guarded(finish, extractor, reduction, decoded.clip, seconds)

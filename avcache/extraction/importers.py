@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from avcache.contract.cache import CacheWriter
-from avcache.contract.dataset import SPLITS, Dataset
+from avcache.contract.dataset import SEGMENTS, SPLITS, Dataset
 from avcache.contract.io import counted, sha256_files
 from avcache.extraction.extractors.base import Extractor
 
@@ -73,8 +73,8 @@ def import_release(folder: str | Path, ds: Dataset, modality: str, out: str | Pa
     check_release(folder, ds)
     fname, name, layer = FILES[modality]
     feats = _read(folder / fname, "avadataset").astype(np.float32)
-    if len(feats) != len(ds.video_ids) or feats.shape[1] != 10:
-        raise ReleaseError(f"{folder / fname}: shape {feats.shape}, expected [{len(ds.video_ids)}, 10, ...]")
+    if len(feats) != len(ds.video_ids) or feats.shape[1] != SEGMENTS:
+        raise ReleaseError(f"{folder / fname}: shape {feats.shape}, expected [{len(ds.video_ids)}, {SEGMENTS}, ...]")
     prov = {
         "extractor": name,
         "name": name,

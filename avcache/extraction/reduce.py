@@ -15,10 +15,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from avcache.contract.dataset import SEGMENTS
 from avcache.contract.io import counted
 
 
-def pool_seconds(values: np.ndarray, times: np.ndarray, seconds: int = 10) -> np.ndarray:
+def pool_seconds(values: np.ndarray, times: np.ndarray, seconds: int = SEGMENTS) -> np.ndarray:
     """Mean of the frames whose time falls in [t, t+1) for t = 0..seconds-1."""
     sec = np.floor(times).astype(int)
     if len(sec) != len(values):

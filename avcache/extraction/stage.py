@@ -38,7 +38,7 @@ from avcache import kernels, lineage, media
 from avcache import runtime as rt
 from avcache.contract import params as P
 from avcache.contract.cache import CacheWriter, Storage
-from avcache.contract.dataset import Dataset, DatasetError, read_dataset
+from avcache.contract.dataset import SEGMENTS, Dataset, DatasetError, read_dataset
 from avcache.contract.io import atomic_write, counted
 from avcache.contract.params import ExtractParams, RayParams
 from avcache.extraction import engine, extractors
@@ -154,7 +154,7 @@ def work_key(
     """Everything a finished row depends on besides its video file (the device kind and the
     precision too: a resumed run does not mix rows computed differently)."""
     parts = [modality, name, options, reduction_cfg, code_sha256(name), dataset.order_sha256, str(videos)]
-    if dataset.max_seconds != 10:
+    if dataset.max_seconds != SEGMENTS:  # keys of 10-s datasets stay as they were
         parts.append(dataset.max_seconds)
     if runtime and runtime != rt.describe("cpu", "fp32"):
         parts.append(runtime)  # the CPU in fp32 keeps the keys work folders had before

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avcache import runtime
+from avcache.contract.dataset import SEGMENTS
 from avcache.contract.io import sha256_files
 from avcache.extraction.extractors.base import AudioExtractor, WeightsNotFound, describe_source
 from avcache.extraction.reduce import pool_seconds
@@ -37,7 +38,7 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
     return np.log10(10000.0 * mel.astype(np.float32) + 1.0)
 
 
-def patch_starts(n_frames: int, seconds: int = 10) -> np.ndarray:
+def patch_starts(n_frames: int, seconds: int = SEGMENTS) -> np.ndarray:
     centres = np.round((np.arange(seconds) + 0.5) * SR / HOP).astype(int)
     return np.clip(centres - PATCH // 2, 0, max(n_frames - PATCH, 0))
 

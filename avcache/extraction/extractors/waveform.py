@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from avcache.contract.dataset import SEGMENTS
+
 VARIANTS = ("standard", "per_second", "np_mean")
 
 
@@ -38,7 +40,7 @@ def frames_to_rows(
     variant: str,
     field: int,
     stride: int,
-    seconds: int = 10,
+    seconds: int = SEGMENTS,
 ):
     """(values [n, d], times [n]) for ``pool_seconds``; ``run`` maps a waveform to frames [T, d]."""
     if variant == "per_second":
