@@ -451,7 +451,7 @@ class SpectrogramCNN:
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
 
     def fit(self, x, mask, y, val, seed, multi_label, log, frames_per_second=100, device="cpu", precision="fp32"):
-        from avcache.classification.heads import val_score
+        from avcache.classification.heads import LowestValLoss, val_score
 
         gen = runtime.deterministic(seed)
         self.device = runtime.torch_device(device, "train.device")
@@ -491,7 +491,7 @@ class SpectrogramCNN:
         n = len(xt)
         self.batch = max(1, min(self.batch_size, n))
         self.steps, self.epochs = 0, 0
-        best, best_state, self.best_epoch, waited = float("inf"), None, -1, 0
+        stopper, self.best_epoch = LowestValLoss(self.patience), -1
         for epoch in range(self.max_epochs):
             self.net.train()
             self.epochs = epoch + 1
@@ -523,14 +523,11 @@ class SpectrogramCNN:
             else:
                 val_loss, score = total / n, float("nan")
             log(epoch, val_loss, train_loss=total / n, val_score=score)
-            if val_loss < best:
-                best, self.best_epoch, waited = val_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
+            stop = stopper.stop_after(epoch, val_loss, self.net)
+            self.best_epoch = stopper.epoch
+            if stop:
+                break
+        self.net.load_state_dict(stopper.weights)
         return self
 
     def predict(self, x, mask) -> np.ndarray:

@@ -201,6 +201,23 @@ class Linear:
         return self._proba(self.model, clip_embedding(x, mask))
 
 
+class LowestValLoss:
+    """Early stopping of every clip model trained in epochs (the MLP and temporal heads, the
+    CNNs): the epoch with the lowest validation loss so far is kept, with its weights, and
+    training stops ``patience`` epochs after it."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.epoch, self.waited, self.weights = patience, float("inf"), -1, 0, None
+
+    def stop_after(self, epoch: int, val_loss: float, net: nn.Module) -> bool:
+        if val_loss < self.best:
+            self.best, self.epoch, self.waited = val_loss, epoch, 0
+            self.weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
 class _Torch:
     """Shared by the neural heads: Adam, minibatches, early stopping on validation loss.
 
@@ -262,20 +279,16 @@ class _Torch:
         batch = self.batch_size or min(self.default_batch, max(16, len(x) // 8))
         self.batch = max(1, min(batch, len(x)))
         self.steps, self.epochs = 0, 0
-        state = {"best": float("inf"), "weights": None, "waited": 0}
-        self.best_epoch = -1
+        stopper = LowestValLoss(self.patience)
 
         def after_epoch(epoch: int) -> bool:
             self.net.eval()
             with torch.no_grad():
                 val_loss = self.loss_fn(self.net(vx, vm), vtarget).item()
             log(epoch, val_loss)
-            if val_loss < state["best"]:
-                state.update(best=val_loss, waited=0, weights={k: v.clone() for k, v in self.net.state_dict().items()})
-                self.best_epoch = epoch
-                return False
-            state["waited"] += 1
-            return state["waited"] >= self.patience
+            stop = stopper.stop_after(epoch, val_loss, self.net)
+            self.best_epoch = stopper.epoch
+            return stop
 
         self._train(x, mask, y, seed, self.max_epochs, after_epoch)
         self.n_fit, self.refit_epochs = len(x), 0
@@ -291,7 +304,7 @@ class _Torch:
             self.n_fit += len(val[0])
             self.refit_epochs, self.epochs, self.steps = self.epochs, epochs, steps
         else:
-            self.net.load_state_dict(state["weights"])
+            self.net.load_state_dict(stopper.weights)
         return self
 
     def predict(self, x, mask) -> np.ndarray:
