@@ -100,6 +100,10 @@ def row_of(model: str, options: dict, metrics: dict, info: dict, minutes: float,
     }
 
 
+def macs(n: int) -> str:
+    return f"{n / 1e6:,.0f} M" if n >= 1e6 else f"{n:,}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| model | cache | accuracy | macro F1 | parameters | MACs / 10-s clip | train minutes (CPU) | folds x seeds |",
@@ -109,7 +113,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | {r['cache']} | {r['acc']:.3f} ± {r['acc_std']:.3f} | "
             f"{r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f} | {r['params']:,} | "
-            f"{r['macs_per_10s_clip'] / 1e6:,.3g} M | "
+            f"{macs(r['macs_per_10s_clip'])} | "
             f"{r['train_minutes']:.1f} ({r.get('train_cpu_minutes', '—')}) | {r['folds']} x {r['seeds']} |"
         )
     return "\n".join(lines)
