@@ -66,7 +66,7 @@ def cache(extractor: str, changes: dict, ds, out: Path) -> Path:
     return path
 
 
-def head_size(model: str, options: dict, dim: int, frames: int, classes: int) -> tuple[int, int]:
+def head_size(model: str, options: dict, dim: int, classes: int) -> tuple[int, int]:
     """(parameters, MACs per 10-s clip) of a frozen-embedding head on ``dim``-wide per-second rows."""
     if model == "linear":
         return dim * classes + classes, dim * classes
@@ -81,7 +81,7 @@ def row_of(model: str, options: dict, metrics: dict, info: dict, minutes: float,
     if "model_size" in info:
         params, macs = info["model_size"]["params"], info["model_size"]["macs_per_10s_clip"]
     else:
-        params, macs = head_size(model, options, dim, 10, classes)
+        params, macs = head_size(model, options, dim, classes)
     epochs = [r.get("epochs") for r in info["runs"] if r.get("epochs") is not None]
     return {
         "model": model,
